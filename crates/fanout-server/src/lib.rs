@@ -1,0 +1,129 @@
+//! fanout-server: the `fanout` binary's library half. It owns the configuration, the HTTP listener
+//! (signalling WebSocket at `/v1/signal`, `/healthz`), and the tokio tasks that drive the signalling hub.
+//!
+//! - [`config`]: the TOML configuration and its embedded default.
+//! - [`signal_ws`]: one task per WebSocket connection, bridging frames to the hub.
+//! - [`cli`]: the `fanout` command line (serve, sig, config check).
+
+pub mod cli;
+pub mod config;
+pub mod signal_ws;
+
+use axum::routing::get;
+use axum::Router;
+use config::Config;
+use fanout_signal::{ConnId, Hub, Now};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Notify};
+
+/// Queue depth of events waiting to be written to one WebSocket; a client that lets it fill is closed.
+pub const EVENT_QUEUE: usize = 256;
+
+/// State shared by every connection task.
+pub struct AppState {
+    pub config: Config,
+    core: Mutex<Core>,
+    next_conn: AtomicU64,
+}
+
+/// The hub plus the way to reach each connection; one lock, taken per request (never per packet).
+struct Core {
+    hub: Hub,
+    outs: HashMap<ConnId, ConnHandle>,
+}
+
+struct ConnHandle {
+    tx: mpsc::Sender<String>,
+    kill: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Arc<Self> {
+        let hub = Hub::new(
+            config.apps.clone(),
+            Duration::from_secs(config.server.reconnect_grace_secs),
+        );
+        Arc::new(AppState {
+            config,
+            core: Mutex::new(Core {
+                hub,
+                outs: HashMap::new(),
+            }),
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock would be a bug; keep serving with the state as it is.
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the hub, then delivers every event it produced.
+    fn with_hub<R>(&self, f: impl FnOnce(&mut Hub) -> R) -> R {
+        let mut core = self.lock();
+        let r = f(&mut core.hub);
+        core.dispatch();
+        r
+    }
+}
+
+impl Core {
+    fn dispatch(&mut self) {
+        while let Some((conn, event)) = self.hub.poll_event() {
+            if let Some(out) = self.outs.get(&conn) {
+                if out.tx.try_send(event.to_json()).is_err() {
+                    tracing::warn!(conn, "event queue full; closing the connection");
+                    out.kill.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// The HTTP routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/signal", get(signal_ws::upgrade))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+/// A running server (used by `fanout serve` and by tests).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds `addr` (port 0 picks a free one) and serves until the task is dropped or aborted.
+pub async fn start(config: Config, addr: SocketAddr) -> std::io::Result<Running> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let state = AppState::new(config);
+    let ticker = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(250));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if Arc::strong_count(&ticker) == 1 {
+                break; // the server is gone
+            }
+            ticker.with_hub(|hub| hub.tick(Now::system()));
+        }
+    });
+    let app = router(state.clone());
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(Running { addr, state, task })
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,132 @@
+//! One task per signalling WebSocket: reads JSON text frames, hands requests to the hub, writes
+//! replies and queued events, pings the client and closes connections that go silent, never
+//! authenticate, send oversized frames or cannot keep up with their events.
+
+use crate::AppState;
+use crate::ConnHandle;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use fanout_signal::protocol::{self, MAX_FRAME_BYTES};
+use fanout_signal::{ConnId, Now, SignalError};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, info_span, Instrument};
+
+/// Close code for a frame over the size limit (RFC 6455 "message too big").
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code for policy reasons (authentication timeout, slow consumer).
+pub const CLOSE_POLICY: u16 = 1008;
+
+/// `GET /v1/signal`: upgrades to a WebSocket.
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+    // Let frames somewhat over our limit through so we can answer with a close reason; far larger ones
+    // are cut off by the WebSocket layer itself.
+    ws.max_message_size(MAX_FRAME_BYTES * 4)
+        .max_frame_size(MAX_FRAME_BYTES * 4)
+        .on_upgrade(move |socket| {
+            let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
+            run(socket, state, conn).instrument(info_span!("ws", conn))
+        })
+}
+
+async fn run(socket: WebSocket, state: Arc<AppState>, conn: ConnId) {
+    let (tx, mut rx) = mpsc::channel::<String>(crate::EVENT_QUEUE);
+    let kill = Arc::new(Notify::new());
+    {
+        let mut core = state.lock();
+        core.hub.connect(conn);
+        core.outs.insert(
+            conn,
+            ConnHandle {
+                tx,
+                kill: kill.clone(),
+            },
+        );
+    }
+    let cfg = &state.config.server;
+    let idle_timeout = Duration::from_secs(cfg.idle_timeout_secs);
+    let auth_deadline = Instant::now() + Duration::from_secs(cfg.auth_timeout_secs);
+    let mut ping = tokio::time::interval(Duration::from_secs(cfg.ping_interval_secs));
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut authenticated = false;
+    let mut last_seen = Instant::now();
+    let (mut sink, mut stream) = socket.split();
+    debug!("connected");
+
+    let close_reason: Option<(u16, &str)> = loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { break None };
+                last_seen = Instant::now();
+                let reply = match msg {
+                    Message::Text(text) => {
+                        if text.len() > MAX_FRAME_BYTES {
+                            break Some((CLOSE_TOO_BIG, "frame larger than 65536 bytes"));
+                        }
+                        let reply = handle_text(&state, conn, text.as_str());
+                        authenticated = authenticated || state.with_hub(|h| h.is_authenticated(conn));
+                        reply
+                    }
+                    Message::Binary(_) => protocol::reply_err(
+                        None,
+                        &SignalError::Malformed("binary frames are not supported; send JSON text".into()),
+                    ),
+                    Message::Close(_) => break None,
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                };
+                if sink.send(Message::Text(reply.into())).await.is_err() {
+                    break None;
+                }
+            }
+            Some(event) = rx.recv() => {
+                if sink.send(Message::Text(event.into())).await.is_err() {
+                    break None;
+                }
+            }
+            _ = kill.notified() => break Some((CLOSE_POLICY, "too slow to receive events")),
+            _ = sleep_until(auth_deadline), if !authenticated => {
+                break Some((CLOSE_POLICY, "authentication timeout: enter a room within the time limit"));
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() >= idle_timeout {
+                    debug!("silent for too long; dropping");
+                    break None;
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some((code, reason)) = close_reason {
+        debug!(code, reason, "closing");
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = sink.send(Message::Close(Some(frame))).await;
+    }
+    state.with_hub(|hub| hub.disconnect(conn, Now::system()));
+    state.lock().outs.remove(&conn);
+    debug!("disconnected");
+}
+
+/// Parses and handles one text frame; returns the reply text.
+fn handle_text(state: &AppState, conn: ConnId, text: &str) -> String {
+    let envelope = protocol::parse(text);
+    let result = envelope
+        .request
+        .and_then(|request| state.with_hub(|hub| hub.handle(conn, request, Now::system())));
+    match result {
+        Ok(body) => protocol::reply_ok(envelope.req, body),
+        Err(e) => {
+            debug!(code = e.code(), error = %e, "request failed");
+            protocol::reply_err(envelope.req, &e)
+        }
+    }
+}

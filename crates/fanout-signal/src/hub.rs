@@ -1,0 +1,551 @@
+//! The signalling state machine: applications, rooms, members and connections, with admission and room
+//! lifecycle. Sans-I/O: callers pass requests and the time in, then drain `poll_event` for what each
+//! connection must be told. The server drives it from one lock; tests drive it directly.
+
+use crate::config::{AppConfig, RoleConfig};
+use crate::error::SignalError;
+use crate::ids::{RoomId, UserId};
+use crate::protocol::{EnterRoom, Event, ExitReason, KickReason, Request};
+use fanout_auth::{AuthError, Privileges};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+use tracing::{debug, info};
+
+/// Identifies one signalling connection (one WebSocket).
+pub type ConnId = u64;
+
+/// The time, passed in: a monotonic instant for timers and Unix seconds for credential expiry.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub unix: u64,
+}
+
+impl Now {
+    /// Reads both clocks; only drivers (the server) call this, the hub never does.
+    pub fn system() -> Self {
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Now {
+            mono: Instant::now(),
+            unix,
+        }
+    }
+}
+
+/// All tenants, rooms and connections of one server.
+pub struct Hub {
+    apps: HashMap<u32, App>,
+    conns: HashMap<ConnId, Conn>,
+    grace: Duration,
+    /// Dropped members in order of their removal deadline.
+    dropped: BTreeMap<(Instant, u64), Seat>,
+    dropped_seq: u64,
+    events: VecDeque<(ConnId, Event)>,
+}
+
+struct App {
+    config: AppConfig,
+    rooms: HashMap<RoomId, Room>,
+    /// Which room each user (case-folded UserID) is in.
+    users: HashMap<String, RoomId>,
+}
+
+struct Room {
+    owner: String,
+    members: BTreeMap<String, Member>,
+}
+
+struct Member {
+    user: UserId,
+    role_name: String,
+    /// Role parameters as they were when the user entered (or switched role).
+    role: RoleConfig,
+    privileges: u8,
+    conn: Option<ConnId>,
+    dropped_at: Option<Instant>,
+}
+
+/// Where a connection's user sits: app, room and case-folded user id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seat {
+    app: u32,
+    room: RoomId,
+    user: String,
+}
+
+#[derive(Default)]
+struct Conn {
+    seat: Option<Seat>,
+    /// Set once the connection has entered a room successfully.
+    authenticated: bool,
+}
+
+/// A read-only summary of one room (for admin views and tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomSummary {
+    pub app: u32,
+    pub room: RoomId,
+    pub owner: String,
+    pub users: Vec<String>,
+}
+
+impl Hub {
+    /// A hub serving `apps`; a dropped user is removed after `grace`.
+    pub fn new(apps: Vec<AppConfig>, grace: Duration) -> Self {
+        let apps = apps
+            .into_iter()
+            .map(|config| {
+                (
+                    config.sdk_app_id,
+                    App {
+                        config,
+                        rooms: HashMap::new(),
+                        users: HashMap::new(),
+                    },
+                )
+            })
+            .collect();
+        Hub {
+            apps,
+            conns: HashMap::new(),
+            grace,
+            dropped: BTreeMap::new(),
+            dropped_seq: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Registers a new connection before it sends anything.
+    pub fn connect(&mut self, conn: ConnId) {
+        self.conns.insert(conn, Conn::default());
+    }
+
+    /// Whether the connection has ever entered a room (clients that never do are closed by the driver).
+    pub fn is_authenticated(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.authenticated)
+    }
+
+    /// The next event for some connection, in the order they arose.
+    pub fn poll_event(&mut self) -> Option<(ConnId, Event)> {
+        self.events.pop_front()
+    }
+
+    /// When `tick` next has work to do, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.dropped.keys().next().map(|(t, _)| *t)
+    }
+
+    /// Handles one request from `conn`; the `Ok` value is the reply body.
+    pub fn handle(
+        &mut self,
+        conn: ConnId,
+        request: Request,
+        now: Now,
+    ) -> Result<Value, SignalError> {
+        if !self.conns.contains_key(&conn) {
+            self.connect(conn);
+        }
+        match request {
+            Request::Ping => Ok(json!({})),
+            Request::EnterRoom(enter) => self.enter_room(conn, enter, now),
+            Request::ExitRoom => self.exit_room(conn),
+            Request::SwitchRole {
+                role_name,
+                private_map_key,
+            } => self.switch_role(conn, &role_name, private_map_key.as_deref(), now),
+        }
+    }
+
+    fn enter_room(
+        &mut self,
+        conn: ConnId,
+        enter: EnterRoom,
+        now: Now,
+    ) -> Result<Value, SignalError> {
+        if self.conns.get(&conn).is_some_and(|c| c.seat.is_some()) {
+            return Err(SignalError::AlreadyInRoom);
+        }
+        let app = self
+            .apps
+            .get(&enter.sdk_app_id)
+            .ok_or_else(|| SignalError::UnknownApp(enter.sdk_app_id.to_string()))?;
+        let cfg = &app.config;
+        let user = UserId::parse(&enter.user_id)?;
+        fanout_auth::verify_usersig(
+            &enter.user_sig,
+            cfg.sdk_app_id,
+            &cfg.secret_key,
+            user.as_str(),
+            now.unix,
+        )
+        .map_err(usersig_error)?;
+
+        let (role_name, role_fallback) = match enter.role_name {
+            Some(name) if cfg.roles.contains_key(&name) => (name, false),
+            Some(_) => (cfg.default_role.clone(), true),
+            None => (cfg.default_role.clone(), false),
+        };
+        let Some(role) = cfg.roles.get(&role_name).cloned() else {
+            return Err(SignalError::RoleNotFound(role_name));
+        };
+        let room_exists = app.rooms.contains_key(&enter.room);
+
+        let privileges = if cfg.private_map_key_required {
+            let token = enter.private_map_key.as_deref().ok_or_else(|| {
+                SignalError::PrivateMapKey("this application requires private_map_key".into())
+            })?;
+            let bits = check_private_map_key(cfg, token, &user, &enter.room, now)?;
+            if !Privileges(bits).contains(Privileges::ENTER_ROOM) {
+                return Err(SignalError::PrivateMapKey(
+                    "the key does not grant entering the room (bit 2)".into(),
+                ));
+            }
+            if !room_exists && !Privileges(bits).contains(Privileges::CREATE_ROOM) {
+                return Err(SignalError::PrivateMapKey(
+                    "the room does not exist and the key does not grant creating it (bit 1)".into(),
+                ));
+            }
+            bits
+        } else {
+            Privileges::ALL.bits()
+        };
+
+        let previous = app.users.get(user.key()).cloned();
+        let rejoining_same_room = previous.as_ref() == Some(&enter.room);
+        match app.rooms.get(&enter.room) {
+            None if app.rooms.len() >= cfg.max_rooms as usize => {
+                return Err(SignalError::QuotaExceeded(format!(
+                    "the application already has {} rooms open",
+                    cfg.max_rooms
+                )))
+            }
+            Some(room)
+                if !rejoining_same_room
+                    && room.members.len() >= cfg.max_users_per_room as usize =>
+            {
+                return Err(SignalError::QuotaExceeded(format!(
+                    "the room is full ({} users)",
+                    cfg.max_users_per_room
+                )))
+            }
+            _ => {}
+        }
+
+        // Admitted. Leave any other room first; take over any other connection of this user.
+        let app_id = enter.sdk_app_id;
+        if let Some(old_room) = previous.filter(|r| *r != enter.room) {
+            if let Some(old_conn) =
+                self.remove_member(app_id, &old_room, user.key(), ExitReason::Left)
+            {
+                self.kick_conn(old_conn, KickReason::EnteredElsewhere);
+            }
+        }
+        let seat = Seat {
+            app: app_id,
+            room: enter.room.clone(),
+            user: user.key().to_string(),
+        };
+        let Some(app) = self.apps.get_mut(&app_id) else {
+            return Err(SignalError::UnknownApp(app_id.to_string()));
+        };
+        let room = app.rooms.entry(enter.room.clone()).or_insert_with(|| {
+            info!(app = app_id, room = %enter.room, owner = %user, "room created");
+            Room {
+                owner: user.as_str().to_string(),
+                members: BTreeMap::new(),
+            }
+        });
+        let mut notify: Vec<(ConnId, Event)> = Vec::new();
+        let mut kicked = None;
+        match room.members.get_mut(user.key()) {
+            Some(member) => {
+                // Resume (dropped within the grace period) or take over (live elsewhere): silent to
+                // others unless the role changed.
+                if let Some(old) = member.conn.filter(|c| *c != conn) {
+                    kicked = Some(old);
+                }
+                let role_changed = member.role_name != role_name;
+                member.user = user.clone();
+                member.role_name = role_name.clone();
+                member.role = role.clone();
+                member.privileges = privileges;
+                member.conn = Some(conn);
+                member.dropped_at = None;
+                if role_changed {
+                    let ev = Event::RoleChanged {
+                        user_id: user.as_str().to_string(),
+                        role_name: role_name.clone(),
+                    };
+                    notify.extend(others(room, user.key()).map(|c| (c, ev.clone())));
+                }
+                debug!(app = app_id, room = %enter.room, user = %user, "user resumed");
+            }
+            None => {
+                let ev = Event::UserEntered {
+                    user_id: user.as_str().to_string(),
+                    role_name: role_name.clone(),
+                };
+                notify.extend(others(room, user.key()).map(|c| (c, ev.clone())));
+                room.members.insert(
+                    user.key().to_string(),
+                    Member {
+                        user: user.clone(),
+                        role_name: role_name.clone(),
+                        role: role.clone(),
+                        privileges,
+                        conn: Some(conn),
+                        dropped_at: None,
+                    },
+                );
+                info!(app = app_id, room = %enter.room, user = %user, role = %role_name, "user entered");
+            }
+        }
+        let users: Vec<Value> = room
+            .members
+            .values()
+            .filter(|m| m.user.key() != user.key())
+            .map(|m| json!({"user_id": m.user.as_str(), "role_name": m.role_name, "streams": []}))
+            .collect();
+        let reply = json!({
+            "room": {
+                "room_id": match &enter.room { RoomId::Num(n) => Some(*n), RoomId::Str(_) => None },
+                "str_room_id": match &enter.room { RoomId::Str(s) => Some(s.as_str()), RoomId::Num(_) => None },
+                "owner": room.owner,
+            },
+            "role_name": role_name,
+            "role_fallback": role_fallback,
+            "limits": role,
+            "privileges": privileges,
+            "users": users,
+        });
+        app.users.insert(user.key().to_string(), enter.room.clone());
+        self.events.extend(notify);
+        if let Some(old) = kicked {
+            self.kick_conn(old, KickReason::EnteredElsewhere);
+        }
+        let c = self.conns.entry(conn).or_default();
+        c.seat = Some(seat);
+        c.authenticated = true;
+        Ok(strip_nulls(reply))
+    }
+
+    fn exit_room(&mut self, conn: ConnId) -> Result<Value, SignalError> {
+        let seat = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.seat.take())
+            .ok_or(SignalError::NotInRoom)?;
+        self.remove_member(seat.app, &seat.room, &seat.user, ExitReason::Left);
+        Ok(json!({}))
+    }
+
+    fn switch_role(
+        &mut self,
+        conn: ConnId,
+        role_name: &str,
+        private_map_key: Option<&str>,
+        now: Now,
+    ) -> Result<Value, SignalError> {
+        let seat = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.seat.clone())
+            .ok_or(SignalError::NotInRoom)?;
+        let app = self
+            .apps
+            .get_mut(&seat.app)
+            .ok_or_else(|| SignalError::UnknownApp(seat.app.to_string()))?;
+        let role = app
+            .config
+            .roles
+            .get(role_name)
+            .cloned()
+            .ok_or_else(|| SignalError::RoleNotFound(role_name.to_string()))?;
+        let room = app
+            .rooms
+            .get_mut(&seat.room)
+            .ok_or(SignalError::NotInRoom)?;
+        let member = room.members.get(&seat.user).ok_or(SignalError::NotInRoom)?;
+        let new_privileges = match private_map_key {
+            Some(token) if !token.is_empty() => Some(check_private_map_key(
+                &app.config,
+                token,
+                &member.user,
+                &seat.room,
+                now,
+            )?),
+            _ => None,
+        };
+        let Some(member) = room.members.get_mut(&seat.user) else {
+            return Err(SignalError::NotInRoom);
+        };
+        if let Some(bits) = new_privileges {
+            member.privileges = bits;
+        }
+        member.role_name = role_name.to_string();
+        member.role = role.clone();
+        let privileges = member.privileges;
+        let ev = Event::RoleChanged {
+            user_id: member.user.as_str().to_string(),
+            role_name: role_name.to_string(),
+        };
+        info!(app = seat.app, room = %seat.room, user = %member.user, role = role_name, "role switched");
+        let notify: Vec<_> = others(room, &seat.user).map(|c| (c, ev.clone())).collect();
+        self.events.extend(notify);
+        Ok(json!({"role_name": role_name, "limits": role, "privileges": privileges}))
+    }
+
+    /// The connection went away without `exit_room`: its user stays for the grace period.
+    pub fn disconnect(&mut self, conn: ConnId, now: Now) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(seat) = c.seat else { return };
+        let Some(member) = self
+            .apps
+            .get_mut(&seat.app)
+            .and_then(|a| a.rooms.get_mut(&seat.room))
+            .and_then(|r| r.members.get_mut(&seat.user))
+        else {
+            return;
+        };
+        if member.conn != Some(conn) {
+            return;
+        }
+        member.conn = None;
+        member.dropped_at = Some(now.mono);
+        info!(app = seat.app, room = %seat.room, user = %member.user, "user dropped; waiting for reconnect");
+        self.dropped_seq += 1;
+        self.dropped
+            .insert((now.mono + self.grace, self.dropped_seq), seat);
+    }
+
+    /// Removes users whose grace period has run out.
+    pub fn tick(&mut self, now: Now) {
+        while let Some(entry) = self.dropped.first_entry() {
+            let (deadline, _) = *entry.key();
+            if deadline > now.mono {
+                break;
+            }
+            let seat = entry.remove();
+            let still_dropped = self
+                .apps
+                .get(&seat.app)
+                .and_then(|a| a.rooms.get(&seat.room))
+                .and_then(|r| r.members.get(&seat.user))
+                .and_then(|m| m.dropped_at)
+                .is_some_and(|t| t + self.grace <= now.mono);
+            if still_dropped {
+                info!(app = seat.app, room = %seat.room, user = %seat.user, "dropped user timed out");
+                self.remove_member(seat.app, &seat.room, &seat.user, ExitReason::Timeout);
+            }
+        }
+    }
+
+    /// Removes a member, tells the others, closes the room when it empties. Returns the member's
+    /// connection, if it had a live one.
+    fn remove_member(
+        &mut self,
+        app_id: u32,
+        room_id: &RoomId,
+        user_key: &str,
+        reason: ExitReason,
+    ) -> Option<ConnId> {
+        let app = self.apps.get_mut(&app_id)?;
+        let room = app.rooms.get_mut(room_id)?;
+        let member = room.members.remove(user_key)?;
+        if app.users.get(user_key) == Some(room_id) {
+            app.users.remove(user_key);
+        }
+        let ev = Event::UserExited {
+            user_id: member.user.as_str().to_string(),
+            reason,
+        };
+        let notify: Vec<_> = others(room, user_key).map(|c| (c, ev.clone())).collect();
+        info!(app = app_id, room = %room_id, user = %member.user, ?reason, "user exited");
+        if room.members.is_empty() {
+            app.rooms.remove(room_id);
+            info!(app = app_id, room = %room_id, "room closed");
+        }
+        self.events.extend(notify);
+        member.conn
+    }
+
+    /// Tells a connection it lost its seat; the connection itself stays open.
+    fn kick_conn(&mut self, conn: ConnId, reason: KickReason) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.seat = None;
+        }
+        self.events.push_back((conn, Event::Kicked { reason }));
+    }
+
+    /// Rooms open in one application.
+    pub fn rooms(&self, app: u32) -> Vec<RoomSummary> {
+        let Some(a) = self.apps.get(&app) else {
+            return Vec::new();
+        };
+        let mut out: Vec<_> = a
+            .rooms
+            .iter()
+            .map(|(id, r)| RoomSummary {
+                app,
+                room: id.clone(),
+                owner: r.owner.clone(),
+                users: r
+                    .members
+                    .values()
+                    .map(|m| m.user.as_str().to_string())
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.room.cmp(&b.room));
+        out
+    }
+}
+
+/// Live connections of everyone in `room` except `user_key`.
+fn others<'a>(room: &'a Room, user_key: &'a str) -> impl Iterator<Item = ConnId> + 'a {
+    room.members
+        .iter()
+        .filter(move |(k, _)| k.as_str() != user_key)
+        .filter_map(|(_, m)| m.conn)
+}
+
+fn usersig_error(e: AuthError) -> SignalError {
+    match e {
+        AuthError::Malformed(detail) => SignalError::MalformedUserSig(detail),
+        other => SignalError::UserSigRejected(other.code().to_string()),
+    }
+}
+
+/// Verifies a PrivateMapKey for this user, app and room; returns its privilege bits.
+fn check_private_map_key(
+    cfg: &AppConfig,
+    token: &str,
+    user: &UserId,
+    room: &RoomId,
+    now: Now,
+) -> Result<u8, SignalError> {
+    let info = fanout_auth::verify_private_map_key(
+        token,
+        cfg.sdk_app_id,
+        &cfg.secret_key,
+        user.as_str(),
+        room.as_auth_room(),
+        now.unix,
+    )
+    .map_err(|e| SignalError::PrivateMapKey(e.code().to_string()))?;
+    Ok(info.privileges().bits())
+}
+
+/// Drops `null` members of the reply's `room` object (a room has either `room_id` or `str_room_id`).
+fn strip_nulls(mut v: Value) -> Value {
+    if let Some(room) = v.get_mut("room").and_then(Value::as_object_mut) {
+        room.retain(|_, val| !val.is_null());
+    }
+    v
+}

@@ -1,0 +1,20 @@
+//! fanout-signal: the control plane. Tenants (SDKAppIDs) with their roles and quotas, admission with
+//! TRTC-compatible credentials, rooms and their lifecycle, and the WebSocket protocol's messages.
+//!
+//! - [`config`]: per-application settings and role parameter sets.
+//! - [`ids`]: UserID and room id validation.
+//! - [`protocol`]: parsing requests, shaping replies and events.
+//! - [`hub`]: the sans-I/O state machine that admits users and runs room lifecycle.
+//! - [`error`]: error codes.
+
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod ids;
+pub mod protocol;
+
+pub use config::{AppConfig, RoleConfig};
+pub use error::SignalError;
+pub use hub::{ConnId, Hub, Now, RoomSummary};
+pub use ids::{RoomId, UserId};
+pub use protocol::{Event, ExitReason, KickReason, Request};

@@ -1,0 +1,321 @@
+//! The WebSocket protocol's messages: parsing client requests (strictly, with a code for every fault)
+//! and shaping replies and server events. See docs/protocol.md.
+
+use crate::error::SignalError;
+use crate::ids::RoomId;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Largest text frame a client may send, in bytes.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// A parsed client request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    EnterRoom(EnterRoom),
+    ExitRoom,
+    SwitchRole {
+        role_name: String,
+        private_map_key: Option<String>,
+    },
+    Ping,
+}
+
+/// `enter_room` fields, validated for shape (the hub checks them against the app).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnterRoom {
+    pub sdk_app_id: u32,
+    pub user_id: String,
+    pub user_sig: String,
+    pub room: RoomId,
+    pub role_name: Option<String>,
+    pub private_map_key: Option<String>,
+}
+
+/// One incoming text frame: the request id (when it could be read) and the request or why it is bad.
+#[derive(Debug)]
+pub struct Envelope {
+    pub req: Option<i64>,
+    pub request: Result<Request, SignalError>,
+}
+
+/// Parses one text frame. Never panics; every fault becomes a `SignalError` with its code.
+pub fn parse(text: &str) -> Envelope {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Envelope {
+                req: None,
+                request: Err(SignalError::Malformed(format!("not JSON: {e}"))),
+            }
+        }
+    };
+    let Value::Object(obj) = value else {
+        return Envelope {
+            req: None,
+            request: Err(SignalError::Malformed("a request is a JSON object".into())),
+        };
+    };
+    let req = match obj.get("req") {
+        Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
+        Some(_) => {
+            return Envelope {
+                req: None,
+                request: Err(SignalError::Malformed("`req` must be an integer".into())),
+            }
+        }
+        None => {
+            return Envelope {
+                req: None,
+                request: Err(SignalError::MissingParam("req")),
+            }
+        }
+    };
+    Envelope {
+        req,
+        request: parse_op(&obj),
+    }
+}
+
+fn parse_op(obj: &Map<String, Value>) -> Result<Request, SignalError> {
+    let op = req_str(obj, "op")?;
+    match op {
+        "enter_room" => parse_enter_room(obj).map(Request::EnterRoom),
+        "exit_room" => Ok(Request::ExitRoom),
+        "ping" => Ok(Request::Ping),
+        "switch_role" => Ok(Request::SwitchRole {
+            role_name: req_str(obj, "role_name")?.to_string(),
+            private_map_key: opt_str(obj, "private_map_key")?.map(str::to_string),
+        }),
+        other => Err(SignalError::Malformed(format!(
+            "unknown op `{}`",
+            truncate(other, 64)
+        ))),
+    }
+}
+
+fn parse_enter_room(obj: &Map<String, Value>) -> Result<EnterRoom, SignalError> {
+    let sdk_app_id = match obj.get("sdk_app_id") {
+        None | Some(Value::Null) => return Err(SignalError::MissingParam("sdk_app_id")),
+        Some(Value::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(id) => id,
+            None => return Err(SignalError::UnknownApp(n.to_string())),
+        },
+        Some(_) => return Err(type_error("sdk_app_id", "an integer")),
+    };
+    let user_id = req_str(obj, "user_id")?.to_string();
+    let user_sig = req_str(obj, "user_sig")?.to_string();
+    let room = match (obj.get("room_id"), obj.get("str_room_id")) {
+        (None | Some(Value::Null), None | Some(Value::Null)) => {
+            return Err(SignalError::MissingParam("room_id"))
+        }
+        (Some(v), None | Some(Value::Null)) => match v.as_u64() {
+            Some(n) => RoomId::numeric(n)?,
+            None => {
+                return Err(SignalError::BadRoomId(
+                    "room_id must be an integer in 1..=4294967294".into(),
+                ))
+            }
+        },
+        (None | Some(Value::Null), Some(v)) => match v.as_str() {
+            Some(s) => RoomId::string(s)?,
+            None => {
+                return Err(SignalError::BadRoomId(
+                    "str_room_id must be a string".into(),
+                ))
+            }
+        },
+        (Some(_), Some(_)) => {
+            return Err(SignalError::BadRoomId(
+                "give room_id or str_room_id, not both".into(),
+            ))
+        }
+    };
+    let role_name = opt_str(obj, "role_name")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    let private_map_key = opt_str(obj, "private_map_key")?
+        .filter(|s| !s.is_empty())
+        .map(str::to_string);
+    Ok(EnterRoom {
+        sdk_app_id,
+        user_id,
+        user_sig,
+        room,
+        role_name,
+        private_map_key,
+    })
+}
+
+fn type_error(field: &str, what: &str) -> SignalError {
+    SignalError::Malformed(format!("`{field}` must be {what}"))
+}
+
+/// A required, non-empty string field.
+fn req_str<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, SignalError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Err(SignalError::MissingParam(field)),
+        Some(Value::String(s)) if s.is_empty() => Err(SignalError::MissingParam(field)),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(type_error(field, "a string")),
+    }
+}
+
+/// An optional string field (absent or null is `None`).
+fn opt_str<'a>(
+    obj: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, SignalError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(type_error(field, "a string")),
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// A successful reply: `{"res": req, "ok": true, ...body}`.
+pub fn reply_ok(req: Option<i64>, body: Value) -> String {
+    let mut obj = match body {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    obj.insert("res".into(), req.map_or(Value::Null, Value::from));
+    obj.insert("ok".into(), Value::Bool(true));
+    Value::Object(obj).to_string()
+}
+
+/// A failed reply: `{"res": req, "ok": false, "code": n, "error": text}`.
+pub fn reply_err(req: Option<i64>, err: &SignalError) -> String {
+    serde_json::json!({
+        "res": req,
+        "ok": false,
+        "code": err.code(),
+        "error": err.to_string(),
+    })
+    .to_string()
+}
+
+/// Why a user left a room, as `user_exited` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExitReason {
+    Left,
+    Timeout,
+    Kicked,
+}
+
+/// Why a connection was removed from its room, as `kicked` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickReason {
+    /// Removed by the application's admin.
+    RemovedByAdmin = 1,
+    /// The room was dismissed.
+    RoomDismissed = 2,
+    /// The same UserID entered from another connection.
+    EnteredElsewhere = 3,
+}
+
+impl Serialize for KickReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(*self as u8)
+    }
+}
+
+/// An event the server pushes to one connection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    UserEntered { user_id: String, role_name: String },
+    UserExited { user_id: String, reason: ExitReason },
+    RoleChanged { user_id: String, role_name: String },
+    Kicked { reason: KickReason },
+}
+
+impl Event {
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> i32 {
+        match parse(text).request {
+            Err(e) => e.code(),
+            Ok(r) => panic!("expected an error, got {r:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_frames() {
+        assert_eq!(code("not json"), -3344);
+        assert_eq!(code("[1,2]"), -3344);
+        assert_eq!(code(r#"{"op":"ping"}"#), -3316);
+        assert_eq!(code(r#"{"req":"1","op":"ping"}"#), -3344);
+        assert_eq!(code(r#"{"req":1.5,"op":"ping"}"#), -3344);
+        assert_eq!(code(r#"{"req":1}"#), -3316);
+        assert_eq!(code(r#"{"req":1,"op":7}"#), -3344);
+        assert_eq!(code(r#"{"req":1,"op":"fly"}"#), -3344);
+        assert_eq!(parse(r#"{"req":7,"op":"fly"}"#).req, Some(7));
+    }
+
+    #[test]
+    fn enter_room_fields() {
+        let ok = r#"{"req":1,"op":"enter_room","sdk_app_id":1,"user_id":"a","user_sig":"s","room_id":5}"#;
+        assert!(parse(ok).request.is_ok());
+        assert_eq!(
+            code(r#"{"req":1,"op":"enter_room","user_id":"a","user_sig":"s","room_id":5}"#),
+            -3316
+        );
+        assert_eq!(
+            code(
+                r#"{"req":1,"op":"enter_room","sdk_app_id":"1","user_id":"a","user_sig":"s","room_id":5}"#
+            ),
+            -3344
+        );
+        assert_eq!(
+            code(
+                r#"{"req":1,"op":"enter_room","sdk_app_id":1,"user_id":"","user_sig":"s","room_id":5}"#
+            ),
+            -3316
+        );
+        assert_eq!(
+            code(r#"{"req":1,"op":"enter_room","sdk_app_id":1,"user_id":"a","user_sig":"s"}"#),
+            -3316
+        );
+        assert_eq!(
+            code(
+                r#"{"req":1,"op":"enter_room","sdk_app_id":1,"user_id":"a","user_sig":"s","room_id":0}"#
+            ),
+            -3318
+        );
+        assert_eq!(
+            code(
+                r#"{"req":1,"op":"enter_room","sdk_app_id":1,"user_id":"a","user_sig":"s","room_id":-3}"#
+            ),
+            -3318
+        );
+        assert_eq!(
+            code(
+                r#"{"req":1,"op":"enter_room","sdk_app_id":1,"user_id":"a","user_sig":"s","room_id":5,"str_room_id":"x"}"#
+            ),
+            -3318
+        );
+        assert_eq!(
+            code(
+                r#"{"req":1,"op":"enter_room","sdk_app_id":1,"user_id":"a","user_sig":"s","room_id":5,"role_name":3}"#
+            ),
+            -3344
+        );
+    }
+}
