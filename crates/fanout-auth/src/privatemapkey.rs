@@ -87,7 +87,8 @@ impl PrivateMapKeyInfo {
 ///
 /// Fails with [`AuthError::InvalidInput`] if the identifier or string room id is
 /// longer than 65535 bytes, the string room id is empty, or `time + expire` does not
-/// fit the userbuf's 32-bit expiry field.
+/// fit the userbuf's 32-bit expiry field. As for [`gen_usersig`](crate::gen_usersig),
+/// tokens beyond the [`codec`](crate::codec) size caps will not verify.
 pub fn gen_private_map_key(
     sdk_app_id: u32,
     key: &str,

@@ -46,6 +46,10 @@ pub struct UserSigInfo {
 ///
 /// `key` is the SDKSecretKey string; its UTF-8 bytes are the HMAC key. The token is
 /// byte-identical to the official Python library's `gen_sig` with the same inputs.
+///
+/// Generation accepts any input, but [`verify_usersig`] refuses tokens beyond the
+/// [`codec`] size caps and `time` or `expire` above `i64::MAX`; realistic inputs
+/// (UserIDs up to 32 bytes, userbufs of a few hundred bytes) are far below them.
 pub fn gen_usersig(sdk_app_id: u32, key: &str, identifier: &str, expire: u64, time: u64) -> String {
     generate(sdk_app_id, key, identifier, expire, time, None)
 }

@@ -29,7 +29,7 @@ fn object(userbuf: Option<&[u8]>) -> Map<String, Value> {
     signed_object(KEY, "xiaojun", APP, 86_400, T, userbuf)
 }
 
-/// Serializes members in the given order (serde_json's Map sorts keys).
+/// Serializes members compactly in exactly the given order.
 fn compact_in_order(m: &Map<String, Value>, order: &[&str]) -> String {
     let members: Vec<String> = order
         .iter()
@@ -70,7 +70,7 @@ fn compact_json_any_key_order() {
         verify_json(&compact_in_order(&m, &order), userbuf);
         order.rotate_left(3);
         verify_json(&compact_in_order(&m, &order), userbuf);
-        // serde_json's own (sorted keys, compact) and pretty output.
+        // serde_json's own compact and pretty output.
         verify_json(&Value::Object(m.clone()).to_string(), userbuf);
         verify_json(
             &serde_json::to_string_pretty(&m).expect("serialize"),

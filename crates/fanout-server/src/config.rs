@@ -15,7 +15,48 @@ pub const DEFAULT_TOML: &str = include_str!("default.toml");
 pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
+    pub media: MediaSection,
     pub apps: Vec<AppConfig>,
+}
+
+/// `[media]`: the UDP side. Worker N listens on `udp_port + N`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    /// Address the media UDP sockets bind to.
+    #[serde(default = "default_media_bind")]
+    pub bind: std::net::IpAddr,
+    /// UDP port of the first media worker (0 picks free ports).
+    #[serde(default = "default_udp_port")]
+    pub udp_port: u16,
+    /// Address put in ICE candidates, for a server behind NAT (default: `bind`).
+    #[serde(default)]
+    pub public_ip: Option<std::net::IpAddr>,
+    /// Number of media worker threads (default: the number of cores).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+fn default_media_bind() -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, 1])
+}
+fn default_udp_port() -> u16 {
+    50000
+}
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection {
+            bind: default_media_bind(),
+            udp_port: default_udp_port(),
+            public_ip: None,
+            workers: default_workers(),
+        }
+    }
 }
 
 /// `[server]`: the HTTP listener and connection lifecycle timers.
@@ -99,6 +140,16 @@ impl Config {
         }
         if s.auth_timeout_secs == 0 {
             return Err("server.auth_timeout_secs: must be at least 1".into());
+        }
+        if self.media.workers == 0 || self.media.workers > 256 {
+            return Err("media.workers: must be in 1..=256".into());
+        }
+        if self.media.udp_port != 0 && usize::from(self.media.udp_port) + self.media.workers > 65536
+        {
+            return Err("media.udp_port: udp_port + workers exceeds 65535".into());
+        }
+        if self.media.bind.is_unspecified() && self.media.public_ip.is_none() {
+            return Err("media.public_ip: needed when media.bind is a wildcard address".into());
         }
         if self.apps.is_empty() {
             return Err("apps: at least one [[apps]] table is needed".into());

@@ -7,7 +7,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod media_glue;
 pub mod signal_ws;
+pub mod web;
 
 use axum::routing::get;
 use axum::Router;
@@ -29,6 +31,8 @@ pub struct AppState {
     pub config: Config,
     core: Mutex<Core>,
     next_conn: AtomicU64,
+    /// The media workers (UDP); signalling reaches them only through commands.
+    pub media: fanout_rtc::Media,
 }
 
 /// The hub plus the way to reach each connection; one lock, taken per request (never per packet).
@@ -43,19 +47,39 @@ struct ConnHandle {
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Arc<Self> {
+    /// Starts the media workers; their events arrive on the returned receiver.
+    pub fn new(
+        config: Config,
+    ) -> std::io::Result<(
+        Arc<Self>,
+        tokio::sync::mpsc::UnboundedReceiver<fanout_rtc::MediaEvent>,
+    )> {
         let hub = Hub::new(
             config.apps.clone(),
             Duration::from_secs(config.server.reconnect_grace_secs),
         );
-        Arc::new(AppState {
-            config,
-            core: Mutex::new(Core {
-                hub,
-                outs: HashMap::new(),
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let media = fanout_rtc::Media::start(
+            &fanout_rtc::MediaConfig {
+                bind: config.media.bind,
+                udp_port: config.media.udp_port,
+                public_ip: config.media.public_ip,
+                workers: config.media.workers,
+            },
+            events_tx,
+        )?;
+        Ok((
+            Arc::new(AppState {
+                config,
+                core: Mutex::new(Core {
+                    hub,
+                    outs: HashMap::new(),
+                }),
+                next_conn: AtomicU64::new(1),
+                media,
             }),
-            next_conn: AtomicU64::new(1),
-        })
+            events_rx,
+        ))
     }
 
     fn lock(&self) -> MutexGuard<'_, Core> {
@@ -63,11 +87,14 @@ impl AppState {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on the hub, then delivers every event it produced.
+    /// Runs `f` on the hub, then delivers every event and media command it produced.
     fn with_hub<R>(&self, f: impl FnOnce(&mut Hub) -> R) -> R {
         let mut core = self.lock();
         let r = f(&mut core.hub);
         core.dispatch();
+        while let Some(out) = core.hub.poll_media() {
+            media_glue::send(&self.media, out);
+        }
         r
     }
 }
@@ -87,10 +114,17 @@ impl Core {
 
 /// The HTTP routes.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/v1/signal", get(signal_ws::upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(state)
+        .route("/", get(web::index))
+        .route("/fanout.js", get(web::fanout_js))
+        .route("/app.js", get(web::app_js))
+        .route("/style.css", get(web::style_css));
+    if state.config.apps.iter().any(|a| a.dev_mode) {
+        router = router.route("/v1/dev/usersig", axum::routing::post(web::dev_usersig));
+    }
+    router.with_state(state)
 }
 
 /// A running server (used by `fanout serve` and by tests).
@@ -104,7 +138,13 @@ pub struct Running {
 pub async fn start(config: Config, addr: SocketAddr) -> std::io::Result<Running> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let state = AppState::new(config);
+    let (state, mut media_events) = AppState::new(config)?;
+    let from_media = state.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = media_events.recv().await {
+            from_media.with_hub(|hub| media_glue::event_to_hub(hub, ev));
+        }
+    });
     let ticker = state.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_millis(250));

@@ -2,17 +2,21 @@
 //! replies and queued events, pings the client and closes connections that go silent, never
 //! authenticate, send oversized frames or cannot keep up with their events.
 
+use crate::media_glue;
 use crate::AppState;
 use crate::ConnHandle;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
+use fanout_rtc::{MediaCommand, MediaError, Side};
 use fanout_signal::protocol::{self, MAX_FRAME_BYTES};
-use fanout_signal::{ConnId, Now, SignalError};
+use fanout_signal::{ConnId, Now, Reply, SignalError};
 use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info_span, Instrument};
@@ -68,7 +72,7 @@ async fn run(socket: WebSocket, state: Arc<AppState>, conn: ConnId) {
                         if text.len() > MAX_FRAME_BYTES {
                             break Some((CLOSE_TOO_BIG, "frame larger than 65536 bytes"));
                         }
-                        let reply = handle_text(&state, conn, text.as_str());
+                        let reply = handle_text(&state, conn, text.as_str()).await;
                         authenticated = authenticated || state.with_hub(|h| h.is_authenticated(conn));
                         reply
                     }
@@ -116,12 +120,72 @@ async fn run(socket: WebSocket, state: Arc<AppState>, conn: ConnId) {
     debug!("disconnected");
 }
 
+/// How long a media worker may take to answer a negotiation.
+const MEDIA_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Parses and handles one text frame; returns the reply text.
-fn handle_text(state: &AppState, conn: ConnId, text: &str) -> String {
+async fn handle_text(state: &AppState, conn: ConnId, text: &str) -> String {
     let envelope = protocol::parse(text);
-    let result = envelope
+    let result = match envelope
         .request
-        .and_then(|request| state.with_hub(|hub| hub.handle(conn, request, Now::system())));
+        .and_then(|request| state.with_hub(|hub| hub.handle(conn, request, Now::system())))
+    {
+        Ok(Reply::Now(v)) => Ok(v),
+        Ok(Reply::Publish(plan)) => {
+            let (tx, rx) = oneshot::channel();
+            let (participant, room) = media_glue::ids(plan.target);
+            let cmd = MediaCommand::Publish {
+                participant,
+                room,
+                offer: plan.sdp,
+                tracks: plan
+                    .tracks
+                    .into_iter()
+                    .map(|(mid, k)| (mid, media_glue::kind_to_media(k)))
+                    .collect(),
+                limits: media_glue::limits(&plan.limits),
+                reply: tx,
+            };
+            media_call(state, room, cmd, rx)
+                .await
+                .map(|sdp| json!({ "sdp": sdp }))
+        }
+        Ok(Reply::SubscribeAnswer { target, sdp }) => {
+            let (tx, rx) = oneshot::channel();
+            let (participant, room) = media_glue::ids(target);
+            let cmd = MediaCommand::SubscribeAnswer {
+                participant,
+                sdp,
+                reply: tx,
+            };
+            media_call(state, room, cmd, rx).await.map(|()| json!({}))
+        }
+        Ok(Reply::IceCandidate {
+            target,
+            publisher,
+            candidate,
+        }) => {
+            let (participant, room) = media_glue::ids(target);
+            let side = if publisher {
+                Side::Publisher
+            } else {
+                Side::Subscriber
+            };
+            state
+                .media
+                .send(
+                    room,
+                    MediaCommand::AddCandidate {
+                        participant,
+                        side,
+                        candidate,
+                    },
+                )
+                .map(|()| json!({}))
+                .map_err(media_error)
+        }
+        Err(e) => Err(e),
+    };
     match result {
         Ok(body) => protocol::reply_ok(envelope.req, body),
         Err(e) => {
@@ -129,4 +193,23 @@ fn handle_text(state: &AppState, conn: ConnId, text: &str) -> String {
             protocol::reply_err(envelope.req, &e)
         }
     }
+}
+
+/// Sends a command to a media worker and waits (bounded) for its answer.
+async fn media_call<T>(
+    state: &AppState,
+    room: fanout_forward::RoomId,
+    cmd: MediaCommand,
+    rx: oneshot::Receiver<Result<T, MediaError>>,
+) -> Result<T, SignalError> {
+    state.media.send(room, cmd).map_err(media_error)?;
+    match tokio::time::timeout(MEDIA_TIMEOUT, rx).await {
+        Ok(Ok(r)) => r.map_err(media_error),
+        Ok(Err(_)) | Err(_) => Err(media_error(MediaError::WorkerGone)),
+    }
+}
+
+/// Media failures are the client's malformed SDP or a negotiation it cannot complete.
+fn media_error(e: MediaError) -> SignalError {
+    SignalError::Malformed(e.to_string())
 }

@@ -38,6 +38,10 @@ fn every_config_key_is_documented_and_every_documented_key_exists() {
         documented(&doc, "`[server]`"),
         keys(serde_json::to_value(&config.server).unwrap())
     );
+    assert_eq!(
+        documented(&doc, "`[media]`"),
+        keys(serde_json::to_value(&config.media).unwrap())
+    );
     let mut app_keys = keys(serde_json::to_value(&app).unwrap());
     app_keys.remove("roles"); // documented as its own table
     assert_eq!(documented(&doc, "`[[apps]]`"), app_keys);

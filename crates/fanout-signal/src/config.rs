@@ -22,6 +22,10 @@ pub struct AppConfig {
     /// Most users in one room.
     #[serde(default = "default_max_users_per_room")]
     pub max_users_per_room: u32,
+    /// Development only: exposes `POST /v1/dev/usersig`, which mints UserSigs for this app for
+    /// anyone who asks. The embedded demo config sets it; production configs must not.
+    #[serde(default)]
+    pub dev_mode: bool,
     /// Named role parameter sets.
     pub roles: BTreeMap<String, RoleConfig>,
 }

@@ -5,10 +5,13 @@
 use crate::config::{AppConfig, RoleConfig};
 use crate::error::SignalError;
 use crate::ids::{RoomId, UserId};
-use crate::protocol::{EnterRoom, Event, ExitReason, KickReason, Request};
+use crate::media::{
+    LayerChoice, MediaOut, MediaTarget, PublishLimits, PublishPlan, StreamKind, WantedStream,
+};
+use crate::protocol::{EnterRoom, Event, ExitReason, KickReason, OfferTrack, Request};
 use fanout_auth::{AuthError, Privileges};
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
@@ -45,6 +48,31 @@ pub struct Hub {
     dropped: BTreeMap<(Instant, u64), Seat>,
     dropped_seq: u64,
     events: VecDeque<(ConnId, Event)>,
+    media: VecDeque<MediaOut>,
+    /// Participant id -> where that member sits.
+    participants: HashMap<u64, Seat>,
+    /// Room handle (the media workers' room id) -> app and room.
+    handles: HashMap<u64, (u32, RoomId)>,
+    next_id: u64,
+}
+
+/// The outcome of a request: a reply now, or media work the driver must finish before replying.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Now(Value),
+    /// Hand the offer to the media worker; reply with its answer `{sdp}`.
+    Publish(PublishPlan),
+    /// Hand the answer to the media worker; reply `{}` when it is applied.
+    SubscribeAnswer {
+        target: MediaTarget,
+        sdp: String,
+    },
+    /// Hand the candidate to the media worker; reply `{}`.
+    IceCandidate {
+        target: MediaTarget,
+        publisher: bool,
+        candidate: String,
+    },
 }
 
 struct App {
@@ -55,6 +83,8 @@ struct App {
 }
 
 struct Room {
+    /// The media workers' id for this room.
+    handle: u64,
     owner: String,
     members: BTreeMap<String, Member>,
 }
@@ -67,6 +97,12 @@ struct Member {
     privileges: u8,
     conn: Option<ConnId>,
     dropped_at: Option<Instant>,
+    /// The media workers' id for this member.
+    participant: u64,
+    /// Streams this member publishes (reported by the media worker).
+    streams: BTreeSet<StreamKind>,
+    /// Streams of others this member turned off with `set_subscription`: (user key, kind).
+    muted: BTreeSet<(String, StreamKind)>,
 }
 
 /// Where a connection's user sits: app, room and case-folded user id.
@@ -116,7 +152,16 @@ impl Hub {
             dropped: BTreeMap::new(),
             dropped_seq: 0,
             events: VecDeque::new(),
+            media: VecDeque::new(),
+            participants: HashMap::new(),
+            handles: HashMap::new(),
+            next_id: 0,
         }
+    }
+
+    /// The next command for the media workers, in the order they arose.
+    pub fn poll_media(&mut self) -> Option<MediaOut> {
+        self.media.pop_front()
     }
 
     /// Registers a new connection before it sends anything.
@@ -145,18 +190,44 @@ impl Hub {
         conn: ConnId,
         request: Request,
         now: Now,
-    ) -> Result<Value, SignalError> {
+    ) -> Result<Reply, SignalError> {
         if !self.conns.contains_key(&conn) {
             self.connect(conn);
         }
         match request {
-            Request::Ping => Ok(json!({})),
-            Request::EnterRoom(enter) => self.enter_room(conn, enter, now),
-            Request::ExitRoom => self.exit_room(conn),
+            Request::Ping => Ok(Reply::Now(json!({}))),
+            Request::EnterRoom(enter) => self.enter_room(conn, enter, now).map(Reply::Now),
+            Request::ExitRoom => self.exit_room(conn).map(Reply::Now),
             Request::SwitchRole {
                 role_name,
                 private_map_key,
-            } => self.switch_role(conn, &role_name, private_map_key.as_deref(), now),
+            } => self
+                .switch_role(conn, &role_name, private_map_key.as_deref(), now)
+                .map(Reply::Now),
+            Request::Publish { sdp, tracks } => self.publish(conn, sdp, tracks),
+            Request::SubscribeAnswer { sdp } => {
+                let (target, _) = self.target_of(conn)?;
+                Ok(Reply::SubscribeAnswer { target, sdp })
+            }
+            Request::IceCandidate {
+                publisher,
+                candidate,
+            } => {
+                let (target, _) = self.target_of(conn)?;
+                Ok(Reply::IceCandidate {
+                    target,
+                    publisher,
+                    candidate,
+                })
+            }
+            Request::SetSubscription {
+                user_id,
+                kind,
+                enabled,
+                layer,
+            } => self
+                .set_subscription(conn, &user_id, kind, enabled, layer)
+                .map(Reply::Now),
         }
     }
 
@@ -171,7 +242,7 @@ impl Hub {
         }
         let app = self
             .apps
-            .get(&enter.sdk_app_id)
+            .get(&u32::try_from(enter.sdk_app_id).unwrap_or(0))
             .ok_or_else(|| SignalError::UnknownApp(enter.sdk_app_id.to_string()))?;
         let cfg = &app.config;
         let user = UserId::parse(&enter.user_id)?;
@@ -236,7 +307,7 @@ impl Hub {
         }
 
         // Admitted. Leave any other room first; take over any other connection of this user.
-        let app_id = enter.sdk_app_id;
+        let app_id = cfg.sdk_app_id;
         if let Some(old_room) = previous.filter(|r| *r != enter.room) {
             if let Some(old_conn) =
                 self.remove_member(app_id, &old_room, user.key(), ExitReason::Left)
@@ -249,16 +320,31 @@ impl Hub {
             room: enter.room.clone(),
             user: user.key().to_string(),
         };
+        let room_is_new = self
+            .apps
+            .get(&app_id)
+            .is_some_and(|a| !a.rooms.contains_key(&enter.room));
+        self.next_id += 1;
+        let new_handle = self.next_id;
+        if room_is_new {
+            self.handles
+                .insert(new_handle, (app_id, enter.room.clone()));
+        }
+        self.next_id += 1;
+        let new_participant = self.next_id;
         let Some(app) = self.apps.get_mut(&app_id) else {
             return Err(SignalError::UnknownApp(app_id.to_string()));
         };
         let room = app.rooms.entry(enter.room.clone()).or_insert_with(|| {
             info!(app = app_id, room = %enter.room, owner = %user, "room created");
             Room {
+                handle: new_handle,
                 owner: user.as_str().to_string(),
                 members: BTreeMap::new(),
             }
         });
+        let room_handle = room.handle;
+        let mut media_reset: Option<(u64, Vec<StreamKind>)> = None;
         let mut notify: Vec<(ConnId, Event)> = Vec::new();
         let mut kicked = None;
         match room.members.get_mut(user.key()) {
@@ -269,6 +355,12 @@ impl Hub {
                     kicked = Some(old);
                 }
                 let role_changed = member.role_name != role_name;
+                // The client starts its media afresh: drop the old connections and streams.
+                media_reset = Some((
+                    member.participant,
+                    std::mem::take(&mut member.streams).into_iter().collect(),
+                ));
+                member.muted.clear();
                 member.user = user.clone();
                 member.role_name = role_name.clone();
                 member.role = role.clone();
@@ -299,6 +391,9 @@ impl Hub {
                         privileges,
                         conn: Some(conn),
                         dropped_at: None,
+                        participant: new_participant,
+                        streams: BTreeSet::new(),
+                        muted: BTreeSet::new(),
                     },
                 );
                 info!(app = app_id, room = %enter.room, user = %user, role = %role_name, "user entered");
@@ -308,7 +403,7 @@ impl Hub {
             .members
             .values()
             .filter(|m| m.user.key() != user.key())
-            .map(|m| json!({"user_id": m.user.as_str(), "role_name": m.role_name, "streams": []}))
+            .map(|m| json!({"user_id": m.user.as_str(), "role_name": m.role_name, "streams": m.streams.iter().map(|k| k.as_str()).collect::<Vec<_>>()}))
             .collect();
         let reply = json!({
             "room": {
@@ -322,8 +417,32 @@ impl Hub {
             "privileges": privileges,
             "users": users,
         });
+        let participant = room
+            .members
+            .get(user.key())
+            .map_or(new_participant, |m| m.participant);
         app.users.insert(user.key().to_string(), enter.room.clone());
         self.events.extend(notify);
+        self.participants.insert(participant, seat.clone());
+        if let Some((old, streams)) = media_reset {
+            self.media.push_back(MediaOut::Remove {
+                target: MediaTarget {
+                    participant: old,
+                    room: room_handle,
+                },
+            });
+            for kind in streams {
+                self.notify_room(
+                    &seat,
+                    |_| true,
+                    Event::StreamRemoved {
+                        user_id: user.as_str().to_string(),
+                        kind,
+                    },
+                );
+            }
+        }
+        self.resubscribe(app_id, &enter.room);
         if let Some(old) = kicked {
             self.kick_conn(old, KickReason::EnteredElsewhere);
         }
@@ -389,13 +508,40 @@ impl Hub {
         member.role_name = role_name.to_string();
         member.role = role.clone();
         let privileges = member.privileges;
+        // Streams the new role or key no longer allows stop at every subscriber.
+        let stop_all = !role.can_publish
+            || member
+                .streams
+                .iter()
+                .any(|k| privileges & k.send_bit() == 0);
+        let stopped: Vec<StreamKind> = if stop_all {
+            std::mem::take(&mut member.streams).into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        let user_id = member.user.as_str().to_string();
+        let target = MediaTarget {
+            participant: member.participant,
+            room: room.handle,
+        };
         let ev = Event::RoleChanged {
-            user_id: member.user.as_str().to_string(),
+            user_id: user_id.clone(),
             role_name: role_name.to_string(),
         };
-        info!(app = seat.app, room = %seat.room, user = %member.user, role = role_name, "role switched");
-        let notify: Vec<_> = others(room, &seat.user).map(|c| (c, ev.clone())).collect();
+        info!(app = seat.app, room = %seat.room, user = %user_id, role = role_name, "role switched");
+        let mut notify: Vec<_> = others(room, &seat.user).map(|c| (c, ev.clone())).collect();
+        for kind in &stopped {
+            let ev = Event::StreamRemoved {
+                user_id: user_id.clone(),
+                kind: *kind,
+            };
+            notify.extend(others(room, &seat.user).map(|c| (c, ev.clone())));
+        }
         self.events.extend(notify);
+        if stop_all {
+            self.media.push_back(MediaOut::StopPublishing { target });
+        }
+        self.resubscribe(seat.app, &seat.room);
         Ok(json!({"role_name": role_name, "limits": role, "privileges": privileges}))
     }
 
@@ -461,17 +607,35 @@ impl Hub {
         if app.users.get(user_key) == Some(room_id) {
             app.users.remove(user_key);
         }
+        let mut notify: Vec<(ConnId, Event)> = Vec::new();
+        for kind in &member.streams {
+            let ev = Event::StreamRemoved {
+                user_id: member.user.as_str().to_string(),
+                kind: *kind,
+            };
+            notify.extend(others(room, user_key).map(|c| (c, ev.clone())));
+        }
         let ev = Event::UserExited {
             user_id: member.user.as_str().to_string(),
             reason,
         };
-        let notify: Vec<_> = others(room, user_key).map(|c| (c, ev.clone())).collect();
+        notify.extend(others(room, user_key).map(|c| (c, ev.clone())));
+        self.media.push_back(MediaOut::Remove {
+            target: MediaTarget {
+                participant: member.participant,
+                room: room.handle,
+            },
+        });
+        self.participants.remove(&member.participant);
         info!(app = app_id, room = %room_id, user = %member.user, ?reason, "user exited");
+        let handle = room.handle;
         if room.members.is_empty() {
             app.rooms.remove(room_id);
+            self.handles.remove(&handle);
             info!(app = app_id, room = %room_id, "room closed");
         }
         self.events.extend(notify);
+        self.resubscribe(app_id, room_id);
         member.conn
     }
 
@@ -481,6 +645,280 @@ impl Hub {
             c.seat = None;
         }
         self.events.push_back((conn, Event::Kicked { reason }));
+    }
+
+    /// The media ids and role of the member on `conn`.
+    fn target_of(&self, conn: ConnId) -> Result<(MediaTarget, &Member), SignalError> {
+        let seat = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.seat.as_ref())
+            .ok_or(SignalError::NotInRoom)?;
+        let room = self
+            .apps
+            .get(&seat.app)
+            .and_then(|a| a.rooms.get(&seat.room))
+            .ok_or(SignalError::NotInRoom)?;
+        let member = room.members.get(&seat.user).ok_or(SignalError::NotInRoom)?;
+        Ok((
+            MediaTarget {
+                participant: member.participant,
+                room: room.handle,
+            },
+            member,
+        ))
+    }
+
+    fn publish(
+        &mut self,
+        conn: ConnId,
+        sdp: String,
+        tracks: Vec<(String, StreamKind)>,
+    ) -> Result<Reply, SignalError> {
+        let (target, member) = self.target_of(conn)?;
+        if !member.role.can_publish {
+            return Err(SignalError::PrivilegeDenied(format!(
+                "role `{}` cannot publish",
+                member.role_name
+            )));
+        }
+        if let Some((_, kind)) = tracks
+            .iter()
+            .find(|(_, k)| member.privileges & k.send_bit() == 0)
+        {
+            return Err(SignalError::PrivilegeDenied(format!(
+                "the PrivateMapKey does not allow sending {} (bit {})",
+                kind.as_str(),
+                kind.send_bit()
+            )));
+        }
+        let r = &member.role;
+        Ok(Reply::Publish(PublishPlan {
+            target,
+            sdp,
+            tracks,
+            limits: PublishLimits {
+                audio_kbps: r.max_audio_kbps,
+                video_kbps: r.max_video_kbps,
+                video_width: r.max_width,
+                video_height: r.max_height,
+                sub_video_kbps: r.max_sub_video_kbps,
+            },
+        }))
+    }
+
+    fn set_subscription(
+        &mut self,
+        conn: ConnId,
+        user_id: &str,
+        kind: StreamKind,
+        enabled: bool,
+        layer: Option<LayerChoice>,
+    ) -> Result<Value, SignalError> {
+        let seat = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.seat.clone())
+            .ok_or(SignalError::NotInRoom)?;
+        let other = UserId::parse(user_id)?;
+        let room = self
+            .apps
+            .get_mut(&seat.app)
+            .and_then(|a| a.rooms.get_mut(&seat.room))
+            .ok_or(SignalError::NotInRoom)?;
+        let handle = room.handle;
+        let publisher = room
+            .members
+            .get(other.key())
+            .map(|m| m.participant)
+            .ok_or_else(|| SignalError::BadUserId(format!("`{user_id}` is not in this room")))?;
+        let member = room
+            .members
+            .get_mut(&seat.user)
+            .ok_or(SignalError::NotInRoom)?;
+        if enabled {
+            member.muted.remove(&(other.key().to_string(), kind));
+        } else {
+            member.muted.insert((other.key().to_string(), kind));
+        }
+        let target = MediaTarget {
+            participant: member.participant,
+            room: handle,
+        };
+        if let Some(layer) = layer {
+            self.media.push_back(MediaOut::SetLayer {
+                target,
+                publisher,
+                kind,
+                layer,
+            });
+        }
+        self.resubscribe(seat.app, &seat.room);
+        Ok(json!({}))
+    }
+
+    /// Sends every member of a room its current set of streams to receive (the workers ignore
+    /// sets that did not change).
+    fn resubscribe(&mut self, app_id: u32, room_id: &RoomId) {
+        let Some(room) = self.apps.get(&app_id).and_then(|a| a.rooms.get(room_id)) else {
+            return;
+        };
+        for (key, m) in &room.members {
+            let streams: Vec<WantedStream> = room
+                .members
+                .iter()
+                .filter(|(k, _)| *k != key)
+                .flat_map(|(k, p)| {
+                    p.streams
+                        .iter()
+                        .filter(|kind| m.privileges & kind.recv_bit() != 0)
+                        .filter(|kind| !m.muted.contains(&(k.clone(), **kind)))
+                        .map(|kind| WantedStream {
+                            publisher: p.participant,
+                            kind: *kind,
+                            user_id: p.user.as_str().to_string(),
+                        })
+                })
+                .collect();
+            self.media.push_back(MediaOut::SetSubscriptions {
+                target: MediaTarget {
+                    participant: m.participant,
+                    room: room.handle,
+                },
+                streams,
+            });
+        }
+    }
+
+    /// Queues `event` for every connected member of the seat's room except the seat's user who
+    /// passes `filter`.
+    fn notify_room(&mut self, seat: &Seat, filter: impl Fn(&Member) -> bool, event: Event) {
+        let Some(room) = self
+            .apps
+            .get(&seat.app)
+            .and_then(|a| a.rooms.get(&seat.room))
+        else {
+            return;
+        };
+        let conns: Vec<ConnId> = room
+            .members
+            .iter()
+            .filter(|(k, m)| **k != seat.user && filter(m))
+            .filter_map(|(_, m)| m.conn)
+            .collect();
+        self.events
+            .extend(conns.into_iter().map(|c| (c, event.clone())));
+    }
+
+    fn member_of(&mut self, participant: u64) -> Option<(Seat, &mut Member)> {
+        let seat = self.participants.get(&participant)?.clone();
+        let member = self
+            .apps
+            .get_mut(&seat.app)?
+            .rooms
+            .get_mut(&seat.room)?
+            .members
+            .get_mut(&seat.user)?;
+        (member.participant == participant).then_some((seat, member))
+    }
+
+    /// The media worker reports that `participant` now publishes `kind`.
+    pub fn media_published(&mut self, participant: u64, kind: StreamKind) {
+        let Some((seat, member)) = self.member_of(participant) else {
+            return;
+        };
+        if !member.streams.insert(kind) {
+            return;
+        }
+        let user_id = member.user.as_str().to_string();
+        info!(app = seat.app, room = %seat.room, user = %user_id, kind = kind.as_str(), "stream added");
+        self.notify_room(
+            &seat,
+            |m| m.privileges & kind.recv_bit() != 0,
+            Event::StreamAdded { user_id, kind },
+        );
+        self.resubscribe(seat.app, &seat.room);
+    }
+
+    /// The media worker reports that `participant` stopped publishing `kind`.
+    pub fn media_unpublished(&mut self, participant: u64, kind: StreamKind) {
+        let Some((seat, member)) = self.member_of(participant) else {
+            return;
+        };
+        if !member.streams.remove(&kind) {
+            return;
+        }
+        let user_id = member.user.as_str().to_string();
+        self.notify_room(
+            &seat,
+            |m| m.privileges & kind.recv_bit() != 0,
+            Event::StreamRemoved { user_id, kind },
+        );
+        self.resubscribe(seat.app, &seat.room);
+    }
+
+    /// The media worker made a new offer for `participant`'s subscribing connection.
+    pub fn media_offer(
+        &mut self,
+        participant: u64,
+        sdp: String,
+        tracks: Vec<(String, u64, StreamKind)>,
+    ) {
+        let Some((seat, member)) = self.member_of(participant) else {
+            return;
+        };
+        let Some(conn) = member.conn else { return };
+        let Some(room) = self
+            .apps
+            .get(&seat.app)
+            .and_then(|a| a.rooms.get(&seat.room))
+        else {
+            return;
+        };
+        let tracks = tracks
+            .into_iter()
+            .filter_map(|(mid, publisher, kind)| {
+                room.members
+                    .values()
+                    .find(|m| m.participant == publisher)
+                    .map(|m| OfferTrack {
+                        mid,
+                        user_id: m.user.as_str().to_string(),
+                        kind,
+                    })
+            })
+            .collect();
+        self.events.push_back((conn, Event::Offer { sdp, tracks }));
+    }
+
+    /// A stream of `participant` broke its role's limits.
+    pub fn media_limit_exceeded(&mut self, participant: u64, kind: StreamKind, reason: String) {
+        let Some((_, member)) = self.member_of(participant) else {
+            return;
+        };
+        if let Some(conn) = member.conn {
+            self.events
+                .push_back((conn, Event::LimitExceeded { kind, reason }));
+        }
+    }
+
+    /// The loudest participants of a room (by media handle), loudest first.
+    pub fn media_active_speakers(&mut self, room_handle: u64, participants: &[u64]) {
+        let Some((app, room_id)) = self.handles.get(&room_handle).cloned() else {
+            return;
+        };
+        let Some(room) = self.apps.get(&app).and_then(|a| a.rooms.get(&room_id)) else {
+            return;
+        };
+        let user_ids: Vec<String> = participants
+            .iter()
+            .filter_map(|p| room.members.values().find(|m| m.participant == *p))
+            .map(|m| m.user.as_str().to_string())
+            .collect();
+        let conns: Vec<ConnId> = room.members.values().filter_map(|m| m.conn).collect();
+        let ev = Event::ActiveSpeakers { user_ids };
+        self.events
+            .extend(conns.into_iter().map(|c| (c, ev.clone())));
     }
 
     /// Rooms open in one application.

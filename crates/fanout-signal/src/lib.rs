@@ -5,16 +5,21 @@
 //! - [`ids`]: UserID and room id validation.
 //! - [`protocol`]: parsing requests, shaping replies and events.
 //! - [`hub`]: the sans-I/O state machine that admits users and runs room lifecycle.
+//! - [`media`]: stream kinds and the commands signalling gives the media workers.
 //! - [`error`]: error codes.
 
 pub mod config;
 pub mod error;
 pub mod hub;
 pub mod ids;
+pub mod media;
 pub mod protocol;
 
 pub use config::{AppConfig, RoleConfig};
 pub use error::SignalError;
-pub use hub::{ConnId, Hub, Now, RoomSummary};
+pub use hub::{ConnId, Hub, Now, Reply, RoomSummary};
 pub use ids::{RoomId, UserId};
+pub use media::{
+    LayerChoice, MediaOut, MediaTarget, PublishLimits, PublishPlan, StreamKind, WantedStream,
+};
 pub use protocol::{Event, ExitReason, KickReason, Request};

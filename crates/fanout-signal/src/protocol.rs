@@ -3,6 +3,7 @@
 
 use crate::error::SignalError;
 use crate::ids::RoomId;
+use crate::media::{LayerChoice, StreamKind};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -19,12 +20,34 @@ pub enum Request {
         private_map_key: Option<String>,
     },
     Ping,
+    /// The publishing connection's offer and what each media section carries.
+    Publish {
+        sdp: String,
+        tracks: Vec<(String, StreamKind)>,
+    },
+    /// The client's answer to the subscribing connection's offer.
+    SubscribeAnswer {
+        sdp: String,
+    },
+    /// Receive (or stop receiving) one stream of another user, optionally choosing its layer.
+    SetSubscription {
+        user_id: String,
+        kind: StreamKind,
+        enabled: bool,
+        layer: Option<LayerChoice>,
+    },
+    /// A trickled client ICE candidate for one of the two connections.
+    IceCandidate {
+        publisher: bool,
+        candidate: String,
+    },
 }
 
 /// `enter_room` fields, validated for shape (the hub checks them against the app).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnterRoom {
-    pub sdk_app_id: u32,
+    /// As sent; a value outside u32 is an unknown app (reported after the room id is checked).
+    pub sdk_app_id: u64,
     pub user_id: String,
     pub user_sig: String,
     pub room: RoomId,
@@ -87,6 +110,32 @@ fn parse_op(obj: &Map<String, Value>) -> Result<Request, SignalError> {
             role_name: req_str(obj, "role_name")?.to_string(),
             private_map_key: opt_str(obj, "private_map_key")?.map(str::to_string),
         }),
+        "publish" => parse_publish(obj),
+        "subscribe_answer" => Ok(Request::SubscribeAnswer {
+            sdp: req_str(obj, "sdp")?.to_string(),
+        }),
+        "set_subscription" => parse_set_subscription(obj),
+        "ice_candidate" => {
+            let publisher = match req_str(obj, "target")? {
+                "publisher" => true,
+                "subscriber" => false,
+                _ => {
+                    return Err(SignalError::Malformed(
+                        "`target` must be \"publisher\" or \"subscriber\"".into(),
+                    ))
+                }
+            };
+            // An empty candidate marks the end of candidates; accept it.
+            let candidate = match obj.get("candidate") {
+                Some(Value::String(c)) => c.clone(),
+                None | Some(Value::Null) => return Err(SignalError::MissingParam("candidate")),
+                Some(_) => return Err(type_error("candidate", "a string")),
+            };
+            Ok(Request::IceCandidate {
+                publisher,
+                candidate,
+            })
+        }
         other => Err(SignalError::Malformed(format!(
             "unknown op `{}`",
             truncate(other, 64)
@@ -97,10 +146,7 @@ fn parse_op(obj: &Map<String, Value>) -> Result<Request, SignalError> {
 fn parse_enter_room(obj: &Map<String, Value>) -> Result<EnterRoom, SignalError> {
     let sdk_app_id = match obj.get("sdk_app_id") {
         None | Some(Value::Null) => return Err(SignalError::MissingParam("sdk_app_id")),
-        Some(Value::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
-            Some(id) => id,
-            None => return Err(SignalError::UnknownApp(n.to_string())),
-        },
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(u64::MAX),
         Some(_) => return Err(type_error("sdk_app_id", "an integer")),
     };
     let user_id = req_str(obj, "user_id")?.to_string();
@@ -144,6 +190,71 @@ fn parse_enter_room(obj: &Map<String, Value>) -> Result<EnterRoom, SignalError> 
         room,
         role_name,
         private_map_key,
+    })
+}
+
+/// Most media sections one `publish` may declare (audio, video, sub video).
+pub const MAX_PUBLISH_TRACKS: usize = 3;
+
+fn parse_publish(obj: &Map<String, Value>) -> Result<Request, SignalError> {
+    let sdp = req_str(obj, "sdp")?.to_string();
+    let list = match obj.get("tracks") {
+        None | Some(Value::Null) => return Err(SignalError::MissingParam("tracks")),
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(type_error("tracks", "an array")),
+    };
+    if list.len() > MAX_PUBLISH_TRACKS {
+        return Err(SignalError::Malformed(format!(
+            "at most {MAX_PUBLISH_TRACKS} tracks (one audio, one video, one sub_video)"
+        )));
+    }
+    let mut tracks: Vec<(String, StreamKind)> = Vec::with_capacity(list.len());
+    for t in list {
+        let Value::Object(t) = t else {
+            return Err(type_error("tracks[]", "an object {mid, kind}"));
+        };
+        let mid = req_str(t, "mid")?;
+        if mid.len() > 32 {
+            return Err(SignalError::Malformed("`mid` longer than 32 bytes".into()));
+        }
+        let kind = StreamKind::parse(req_str(t, "kind")?).ok_or_else(|| {
+            SignalError::Malformed("`kind` must be \"audio\", \"video\" or \"sub_video\"".into())
+        })?;
+        if tracks.iter().any(|(m, k)| m == mid || *k == kind) {
+            return Err(SignalError::Malformed(
+                "each mid and each kind may appear once in `tracks`".into(),
+            ));
+        }
+        tracks.push((mid.to_string(), kind));
+    }
+    Ok(Request::Publish { sdp, tracks })
+}
+
+fn parse_set_subscription(obj: &Map<String, Value>) -> Result<Request, SignalError> {
+    let user_id = req_str(obj, "user_id")?.to_string();
+    let kind = StreamKind::parse(req_str(obj, "kind")?).ok_or_else(|| {
+        SignalError::Malformed("`kind` must be \"audio\", \"video\" or \"sub_video\"".into())
+    })?;
+    let enabled = match obj.get("enabled") {
+        None | Some(Value::Null) => return Err(SignalError::MissingParam("enabled")),
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(type_error("enabled", "a boolean")),
+    };
+    let layer = match opt_str(obj, "layer")? {
+        None => None,
+        Some("high") => Some(LayerChoice::High),
+        Some("low") => Some(LayerChoice::Low),
+        Some(_) => {
+            return Err(SignalError::Malformed(
+                "`layer` must be \"high\" or \"low\"".into(),
+            ))
+        }
+    };
+    Ok(Request::SetSubscription {
+        user_id,
+        kind,
+        enabled,
+        layer,
     })
 }
 
@@ -232,10 +343,49 @@ impl Serialize for KickReason {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    UserEntered { user_id: String, role_name: String },
-    UserExited { user_id: String, reason: ExitReason },
-    RoleChanged { user_id: String, role_name: String },
-    Kicked { reason: KickReason },
+    UserEntered {
+        user_id: String,
+        role_name: String,
+    },
+    UserExited {
+        user_id: String,
+        reason: ExitReason,
+    },
+    RoleChanged {
+        user_id: String,
+        role_name: String,
+    },
+    Kicked {
+        reason: KickReason,
+    },
+    StreamAdded {
+        user_id: String,
+        kind: StreamKind,
+    },
+    StreamRemoved {
+        user_id: String,
+        kind: StreamKind,
+    },
+    /// A new offer for the subscribing connection; `tracks` is every stream it carries after it.
+    Offer {
+        sdp: String,
+        tracks: Vec<OfferTrack>,
+    },
+    LimitExceeded {
+        kind: StreamKind,
+        reason: String,
+    },
+    ActiveSpeakers {
+        user_ids: Vec<String>,
+    },
+}
+
+/// One media section of a subscribing-connection offer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OfferTrack {
+    pub mid: String,
+    pub user_id: String,
+    pub kind: StreamKind,
 }
 
 impl Event {

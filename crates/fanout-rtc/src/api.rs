@@ -1,0 +1,136 @@
+//! What signalling says to the media workers and what they answer: commands in, events out. Ids are
+//! the forwarding core's; signalling assigns them.
+
+use fanout_forward::{LayerPreference, MediaKind, ParticipantId, RoomId, StreamLimits};
+use tokio::sync::oneshot;
+
+/// Failures of a media operation, reported to the client as the request's error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    #[error("bad SDP: {0}")]
+    BadSdp(String),
+    #[error("WebRTC negotiation failed: {0}")]
+    Negotiation(String),
+    #[error("no such peer connection")]
+    NoPeer,
+    #[error("the media worker is gone")]
+    WorkerGone,
+}
+
+/// The role's caps, per kind of stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RoleLimits {
+    pub audio: StreamLimits,
+    pub video: StreamLimits,
+    pub sub_video: StreamLimits,
+}
+
+impl RoleLimits {
+    pub fn for_kind(&self, kind: MediaKind) -> StreamLimits {
+        match kind {
+            MediaKind::Audio => self.audio,
+            MediaKind::Video => self.video,
+            MediaKind::SubVideo => self.sub_video,
+        }
+    }
+}
+
+/// Which of a participant's two connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The client's publishing connection (client offers).
+    Publisher,
+    /// The client's subscribing connection (server offers).
+    Subscriber,
+}
+
+/// One stream a subscriber should receive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRef {
+    pub publisher: ParticipantId,
+    pub kind: MediaKind,
+    /// The publisher's UserID, for the client's track list.
+    pub user_id: String,
+}
+
+/// Commands from signalling to the worker that owns the room.
+#[derive(Debug)]
+pub enum MediaCommand {
+    /// The publishing connection's offer (first or renegotiation). `tracks` maps mids to kinds; media
+    /// sections not listed are rejected. Replies with the answer SDP.
+    Publish {
+        participant: ParticipantId,
+        room: RoomId,
+        offer: String,
+        tracks: Vec<(String, MediaKind)>,
+        limits: RoleLimits,
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    /// Stop forwarding everything this participant publishes (role switched to audience).
+    StopPublishing { participant: ParticipantId },
+    /// The full set of streams this participant should receive now.
+    SetSubscriptions {
+        participant: ParticipantId,
+        room: RoomId,
+        streams: Vec<StreamRef>,
+    },
+    /// The client's answer to the subscribing connection's latest offer.
+    SubscribeAnswer {
+        participant: ParticipantId,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    /// A trickled client candidate.
+    AddCandidate {
+        participant: ParticipantId,
+        side: Side,
+        candidate: String,
+    },
+    /// Choose the simulcast layer (TRTC big/small stream) of one received stream.
+    SetLayer {
+        participant: ParticipantId,
+        publisher: ParticipantId,
+        kind: MediaKind,
+        layer: LayerPreference,
+    },
+    /// Tear down both connections of a participant.
+    Remove { participant: ParticipantId },
+}
+
+/// Events from a worker to signalling.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// A publisher's stream started (its first track opened).
+    Published {
+        participant: ParticipantId,
+        kind: MediaKind,
+    },
+    /// A publisher's stream stopped (renegotiated away, limits or role).
+    Unpublished {
+        participant: ParticipantId,
+        kind: MediaKind,
+    },
+    /// A new offer for the participant's subscribing connection; `tracks` lists every stream it
+    /// carries after this offer: (mid, publisher, kind).
+    Offer {
+        participant: ParticipantId,
+        sdp: String,
+        tracks: Vec<(String, ParticipantId, MediaKind)>,
+    },
+    /// A stream broke its role's limits and is no longer forwarded at some layer.
+    LimitExceeded {
+        participant: ParticipantId,
+        kind: MediaKind,
+        reason: String,
+    },
+    /// The loudest participants of a room, loudest first.
+    ActiveSpeakers {
+        room: RoomId,
+        participants: Vec<ParticipantId>,
+    },
+    /// A participant's connection failed or closed on the transport side.
+    PeerClosed {
+        participant: ParticipantId,
+        side: Side,
+    },
+}

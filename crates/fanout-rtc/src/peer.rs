@@ -1,0 +1,147 @@
+//! Building the server's `rtc` peer connections: the codecs Fanout forwards (Opus, VP8, VP9,
+//! H.264 constrained baseline with packetization-mode 1, each video codec with RTX), the feedback it
+//! understands (NACK, PLI, FIR, REMB), the header extensions it reads (audio level, mid, rid), ICE-lite
+//! with credentials we choose (so STUN can be demultiplexed by ufrag), and SRTP profiles with AES-GCM
+//! preferred.
+
+use crate::api::MediaError;
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_RTX, MIME_TYPE_VP8, MIME_TYPE_VP9,
+};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::transport::RTCDtlsRole;
+use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
+};
+use std::time::Instant;
+
+/// RFC 6464 audio level header extension.
+pub const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
+
+/// Payload types Fanout offers on subscribing connections.
+pub const PT_OPUS: u8 = 111;
+pub const PT_VP8: u8 = 96;
+pub const PT_VP9: u8 = 98;
+pub const PT_H264: u8 = 102;
+
+fn feedback(typ: &str, parameter: &str) -> RTCPFeedback {
+    RTCPFeedback {
+        typ: typ.to_string(),
+        parameter: parameter.to_string(),
+    }
+}
+
+fn codec(
+    mime: &str,
+    clock_rate: u32,
+    channels: u16,
+    fmtp: &str,
+    pt: u8,
+    fb: Vec<RTCPFeedback>,
+) -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: mime.to_string(),
+            clock_rate,
+            channels,
+            sdp_fmtp_line: fmtp.to_string(),
+            rtcp_feedback: fb,
+        },
+        payload_type: pt,
+    }
+}
+
+fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
+    let mut m = MediaEngine::default();
+    m.register_codec(
+        codec(
+            MIME_TYPE_OPUS,
+            48000,
+            2,
+            "minptime=10;useinbandfec=1",
+            PT_OPUS,
+            vec![],
+        ),
+        RtpCodecKind::Audio,
+    )?;
+    let video_fb = || {
+        vec![
+            feedback("goog-remb", ""),
+            feedback("ccm", "fir"),
+            feedback("nack", ""),
+            feedback("nack", "pli"),
+        ]
+    };
+    for (mime, fmtp, pt) in [
+        (MIME_TYPE_VP8, "", PT_VP8),
+        (MIME_TYPE_VP9, "profile-id=0", PT_VP9),
+        (
+            MIME_TYPE_H264,
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+            PT_H264,
+        ),
+    ] {
+        m.register_codec(
+            codec(mime, 90000, 0, fmtp, pt, video_fb()),
+            RtpCodecKind::Video,
+        )?;
+        m.register_codec(
+            codec(
+                MIME_TYPE_RTX,
+                90000,
+                0,
+                &format!("apt={pt}"),
+                pt + 1,
+                vec![],
+            ),
+            RtpCodecKind::Video,
+        )?;
+    }
+    m.register_header_extension(
+        RTCRtpHeaderExtensionCapability {
+            uri: AUDIO_LEVEL_URI.to_string(),
+        },
+        RtpCodecKind::Audio,
+        None,
+    )?;
+    configure_simulcast_extension_headers(&mut m)?;
+    Ok(m)
+}
+
+/// A new server-side peer connection with ICE-lite and the given ICE credentials.
+pub fn build(now: Instant, ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, MediaError> {
+    let err = |e: rtc::shared::error::Error| MediaError::Negotiation(e.to_string());
+    let setting_engine = SettingEngineBuilder::new()
+        .with_lite(true)
+        .with_ice_credentials(ufrag.to_string(), pwd.to_string())
+        // We answer the publishing connection's offer as DTLS client, so our ClientHello puts
+        // AES-GCM first and a browser picks it; AES-CM remains for peers without GCM.
+        .with_answering_dtls_role(RTCDtlsRole::Client)
+        .with_srtp_protection_profiles(vec![
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        ])
+        .build();
+    RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(setting_engine)
+        .with_media_engine(media_engine().map_err(err)?)
+        .with_interceptor_registry(Registry::new())
+        .build(now)
+        .map_err(err)
+}
+
+/// Random ICE credentials (ufrag 16 and password 32 characters of [a-zA-Z0-9]).
+pub fn ice_credentials() -> (String, String) {
+    use rand::distr::{Alphanumeric, SampleString};
+    let mut rng = rand::rng();
+    (
+        Alphanumeric.sample_string(&mut rng, 16),
+        Alphanumeric.sample_string(&mut rng, 32),
+    )
+}

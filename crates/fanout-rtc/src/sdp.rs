@@ -1,0 +1,103 @@
+//! SDP text helpers: bandwidth lines (`b=TIAS`, `b=AS`) per media section, so the role's caps reach
+//! the publisher's encoder, and reading `a=mid` of each section.
+
+/// Adds `b=TIAS:<bps>` and `b=AS:<kbps>` to each media section whose mid has a cap in `caps_kbps`
+/// (placed after the section's `c=` line, where RFC 4566 wants them). Existing `b=` lines of those
+/// sections are replaced.
+pub fn with_bandwidth(sdp: &str, caps_kbps: &[(String, u32)]) -> String {
+    let sections = split_sections(sdp);
+    let mut out = String::with_capacity(sdp.len() + 64 * caps_kbps.len());
+    for section in sections {
+        let mid = section
+            .iter()
+            .find_map(|l| l.strip_prefix("a=mid:"))
+            .map(str::trim);
+        let cap = mid.and_then(|m| caps_kbps.iter().find(|(mid, _)| mid == m).map(|(_, k)| *k));
+        let is_media = section.first().is_some_and(|l| l.starts_with("m="));
+        let mut inserted = false;
+        for line in &section {
+            if cap.is_some() && is_media && line.starts_with("b=") {
+                continue;
+            }
+            out.push_str(line);
+            out.push_str("\r\n");
+            if let (Some(kbps), false, true) = (cap, inserted, line.starts_with("c=")) {
+                out.push_str(&format!(
+                    "b=TIAS:{}\r\nb=AS:{}\r\n",
+                    u64::from(kbps) * 1000,
+                    kbps
+                ));
+                inserted = true;
+            }
+        }
+        if let (Some(kbps), false, true) = (cap, inserted, is_media) {
+            // A section without c= (BUNDLE may omit it): put the lines after the m= line.
+            let m_line_end = out.rfind("\r\nm=").map(|i| i + 2).unwrap_or(0);
+            if let Some(end) = out[m_line_end..].find("\r\n") {
+                let at = m_line_end + end + 2;
+                out.insert_str(
+                    at,
+                    &format!("b=TIAS:{}\r\nb=AS:{}\r\n", u64::from(kbps) * 1000, kbps),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The mids of the media sections, in order.
+pub fn mids(sdp: &str) -> Vec<String> {
+    split_sections(sdp)
+        .into_iter()
+        .filter(|s| s.first().is_some_and(|l| l.starts_with("m=")))
+        .filter_map(|s| {
+            s.iter()
+                .find_map(|l| l.strip_prefix("a=mid:"))
+                .map(|m| m.trim().to_string())
+        })
+        .collect()
+}
+
+fn split_sections(sdp: &str) -> Vec<Vec<&str>> {
+    let mut sections: Vec<Vec<&str>> = vec![Vec::new()];
+    for line in sdp.lines().map(|l| l.trim_end_matches('\r')) {
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with("m=") {
+            sections.push(Vec::new());
+        }
+        if let Some(last) = sections.last_mut() {
+            last.push(line);
+        }
+    }
+    sections
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SDP: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\nb=AS:5000\r\na=mid:1\r\n";
+
+    #[test]
+    fn adds_caps_per_section() {
+        let out = with_bandwidth(SDP, &[("0".into(), 64), ("1".into(), 1500)]);
+        assert!(out.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\nb=TIAS:64000\r\nb=AS:64\r\na=mid:0"), "{out}");
+        assert!(
+            out.contains("c=IN IP4 0.0.0.0\r\nb=TIAS:1500000\r\nb=AS:1500\r\na=mid:1"),
+            "{out}"
+        );
+        assert!(!out.contains("b=AS:5000"));
+        assert_eq!(mids(&out), vec!["0", "1"]);
+    }
+
+    #[test]
+    fn leaves_sections_without_caps_alone() {
+        let out = with_bandwidth(SDP, &[]);
+        assert!(out.contains("b=AS:5000"));
+        assert!(!out.contains("TIAS"));
+    }
+}

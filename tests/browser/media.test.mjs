@@ -1,0 +1,152 @@
+// Media through the SFU, driven through the SDK in headless Chromium: three publishers in one room,
+// a screen share, a role switch to audience, and exit_room.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launchBrowser, withSession, join, waitInPage, expectFlowing, sleep } from './helpers.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer('media');
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close().catch(() => {});
+  await server?.stop();
+});
+
+/** Opens one page per user, joins `roomId` and publishes camera + microphone on each. */
+async function roomOfPublishers(s, roomId, users, { audio = true, video = true } = {}) {
+  const pages = {};
+  for (const u of users) {
+    pages[u] = await s.open(u);
+    const reply = await join(pages[u], server, { userId: u, roomId });
+    assert.ok(!reply.error, `${u} enter_room: ${JSON.stringify(reply.error)}`);
+  }
+  for (const u of users) {
+    const r = await pages[u].evaluate((o) => window.T.publishCamMic(o), { audio, video });
+    assert.ok(!r.error, `${u} publish: ${JSON.stringify(r.error)}`);
+  }
+  return pages;
+}
+
+function othersOf(users, u) {
+  return users.filter((x) => x !== u);
+}
+
+test('three publishers: everyone decodes the two other videos and receives their audio', async (t) => {
+  await withSession(t, browser, server, async (s) => {
+    const users = ['alice', 'bob', 'carol'];
+    const pages = await roomOfPublishers(s, 1001, users);
+    for (const u of users) {
+      const expected = othersOf(users, u).flatMap((o) => [{ userId: o, kind: 'video' }, { userId: o, kind: 'audio' }]);
+      await waitInPage(
+        pages[u],
+        `${u}: remote tracks ${JSON.stringify(expected)}`,
+        (exp) => exp.every(({ userId, kind }) => window.T.hasTrack(userId, kind)),
+        expected,
+      );
+      const stats = await expectFlowing(pages[u], u, expected);
+      t.diagnostic(`${u} receives: ${stats.map((x) => `${x.userId}/${x.kind} ${x.kind === 'audio' ? `${x.inbound.packetsReceived} pkts` : `${x.inbound.framesDecoded} frames ${x.inbound.frameWidth}x${x.inbound.frameHeight}`}`).join(', ')}`);
+    }
+    // Which SRTP protection profile Chromium negotiated with the server (logged, not asserted).
+    const info = await pages.alice.evaluate(() => window.T.transportInfo());
+    for (const [side, i] of Object.entries(info)) {
+      t.diagnostic(`alice ${side} transport: srtpCipher=${i.srtpCipher} dtlsCipher=${i.dtlsCipher} tlsVersion=${i.tlsVersion} dtlsRole=${i.dtlsRole} remote=${i.remoteCandidate}`);
+    }
+    console.log(`SRTP cipher negotiated by Chromium: publisher=${info.publisher?.srtpCipher} subscriber=${info.subscriber?.srtpCipher}`);
+  });
+});
+
+test('a screen share (sub_video) reaches the others', async (t) => {
+  await withSession(t, browser, server, async (s) => {
+    const users = ['sharer', 'viewer1', 'viewer2'];
+    const pages = {};
+    for (const u of users) {
+      pages[u] = await s.open(u);
+      const reply = await join(pages[u], server, { userId: u, roomId: 1002 });
+      assert.ok(!reply.error, `${u} enter_room: ${JSON.stringify(reply.error)}`);
+    }
+    // The sharer sends the microphone as well (the viewers send nothing).
+    const mic = await pages.sharer.evaluate(() => window.T.publishCamMic({ video: false }));
+    assert.ok(!mic.error, `sharer publish audio: ${JSON.stringify(mic.error)}`);
+    const shared = await pages.sharer.evaluate(() => window.T.publishScreen('display'));
+    assert.ok(!shared.error, `sharer publish screen: ${JSON.stringify(shared.error)}`);
+    t.diagnostic(`screen source: ${shared.source} (${shared.label}, ${shared.settings?.width}x${shared.settings?.height})`);
+    for (const v of ['viewer1', 'viewer2']) {
+      await waitInPage(pages[v], `${v}: stream_added sharer/sub_video`, () =>
+        window.T.eventsNamed('stream-added', { user_id: 'sharer', kind: 'sub_video' }).length > 0,
+      );
+      await waitInPage(pages[v], `${v}: remote sub_video track of sharer`, () => window.T.hasTrack('sharer', 'sub_video'));
+      const stats = await expectFlowing(pages[v], v, [
+        { userId: 'sharer', kind: 'sub_video' },
+        { userId: 'sharer', kind: 'audio' },
+      ]);
+      const sv = stats.find((x) => x.kind === 'sub_video');
+      t.diagnostic(`${v}: sub_video ${sv.inbound.framesDecoded} frames ${sv.inbound.frameWidth}x${sv.inbound.frameHeight}`);
+    }
+  });
+});
+
+test('switching a user to audience removes its streams at the others', async (t) => {
+  await withSession(t, browser, server, async (s) => {
+    const users = ['anna', 'ben', 'cleo'];
+    const pages = await roomOfPublishers(s, 1003, users);
+    for (const u of ['anna', 'ben']) {
+      await waitInPage(pages[u], `${u}: cleo's audio and video`, () => window.T.hasTrack('cleo', 'video') && window.T.hasTrack('cleo', 'audio'));
+    }
+    await expectFlowing(pages.anna, 'anna', [{ userId: 'cleo', kind: 'video' }]);
+
+    const r = await pages.cleo.evaluate(() => window.T.call('switchRole', 'audience'));
+    assert.ok(!r.error, `switch_role: ${JSON.stringify(r.error)}`);
+    assert.equal(r.result.role_name, 'audience');
+    assert.equal(r.result.limits.can_publish, false);
+
+    for (const u of ['anna', 'ben']) {
+      await waitInPage(pages[u], `${u}: role_changed cleo -> audience`, () =>
+        window.T.eventsNamed('role-changed', { user_id: 'cleo', role_name: 'audience' }).length > 0,
+      );
+      await waitInPage(pages[u], `${u}: stream_removed cleo video + audio`, () =>
+        window.T.eventsNamed('stream-removed', { user_id: 'cleo', kind: 'video' }).length > 0 &&
+        window.T.eventsNamed('stream-removed', { user_id: 'cleo', kind: 'audio' }).length > 0,
+      );
+      await waitInPage(pages[u], `${u}: cleo's tracks removed`, () =>
+        !window.T.hasTrack('cleo', 'video') && !window.T.hasTrack('cleo', 'audio') &&
+        window.T.removedTracks.filter((x) => x.userId === 'cleo').length >= 2,
+      );
+      // The others' streams are untouched.
+      const other = u === 'anna' ? 'ben' : 'anna';
+      await expectFlowing(pages[u], u, [{ userId: other, kind: 'video' }, { userId: other, kind: 'audio' }]);
+    }
+    // Cleo (audience now) still receives the two anchors.
+    await expectFlowing(pages.cleo, 'cleo', [{ userId: 'anna', kind: 'video' }, { userId: 'ben', kind: 'video' }]);
+  });
+});
+
+test('exit_room fires user_exited at the others', async (t) => {
+  await withSession(t, browser, server, async (s) => {
+    const users = ['dora', 'eli', 'finn'];
+    const pages = await roomOfPublishers(s, 1004, users, { video: false });
+    for (const u of ['dora', 'eli']) {
+      await waitInPage(pages[u], `${u}: finn's audio`, () => window.T.hasTrack('finn', 'audio'));
+    }
+    const r = await pages.finn.evaluate(() => window.T.call('exitRoom'));
+    assert.ok(!r.error, `exit_room: ${JSON.stringify(r.error)}`);
+    for (const u of ['dora', 'eli']) {
+      const ev = await waitInPage(pages[u], `${u}: user_exited finn`, () => {
+        const e = window.T.eventsNamed('user-exited', { user_id: 'finn' });
+        return e.length ? e[0].detail : false;
+      });
+      assert.equal(ev.reason, 'left');
+      await waitInPage(pages[u], `${u}: finn's audio track removed`, () => !window.T.hasTrack('finn', 'audio'));
+    }
+    // Nothing more arrives for finn after it left.
+    await sleep(1000);
+    const late = await pages.finn.evaluate(() => window.T.events.filter((e) => e.name === 'remote-track').length);
+    assert.ok(late >= 2, 'finn had received the others before leaving');
+    const state = await pages.finn.evaluate(() => ({ room: window.T.client.room, pub: !!window.T.client.publisherConnection, sub: !!window.T.client.subscriberConnection }));
+    assert.deepEqual(state, { room: null, pub: false, sub: false });
+  });
+});
