@@ -14,12 +14,14 @@ pub(crate) struct BitrateMeter {
     buckets: [u64; BUCKETS],
     current: usize,
     bucket_start: Option<Instant>,
+    first: Option<Instant>,
 }
 
 impl BitrateMeter {
     fn advance(&mut self, now: Instant) {
         let Some(start) = self.bucket_start else {
             self.bucket_start = Some(now);
+            self.first = Some(now);
             return;
         };
         let elapsed = now.saturating_duration_since(start);
@@ -40,11 +42,18 @@ impl BitrateMeter {
         self.buckets[self.current] = self.buckets[self.current].saturating_add(bytes as u64);
     }
 
-    /// Bits per second over the last [`BITRATE_WINDOW`].
+    /// Bits per second over the last [`BITRATE_WINDOW`] (or since the first byte, if sooner).
     pub(crate) fn rate_bps(&mut self, now: Instant) -> u64 {
         self.advance(now);
+        let (Some(start), Some(first)) = (self.bucket_start, self.first) else {
+            return 0;
+        };
         let bytes: u64 = self.buckets.iter().fold(0u64, |a, b| a.saturating_add(*b));
-        bytes.saturating_mul(8) * 1000 / BITRATE_WINDOW.as_millis() as u64
+        // The current bucket is partial: the window is the full older buckets plus its elapsed part.
+        let window = BUCKET * (BUCKETS as u32 - 1) + now.saturating_duration_since(start);
+        let span = window.min(now.saturating_duration_since(first)).max(BUCKET);
+        let micros = span.as_micros().max(1) as u64;
+        bytes.saturating_mul(8_000_000) / micros
     }
 }
 

@@ -45,6 +45,15 @@ pub fn with_bandwidth(sdp: &str, caps_kbps: &[(String, u32)]) -> String {
     out
 }
 
+/// Our subscribing-connection offer, as sent to the client: `a=setup:active` instead of `actpass`, so
+/// the client answers `passive` and we become the DTLS client. As client we list AES-GCM first in the
+/// ClientHello's use_srtp extension and the browser, as server, picks GCM; as server we would follow
+/// the browser's own order, which puts AES-CM first. Our peer connection keeps its `actpass` offer
+/// and takes the client role from the `passive` answer.
+pub fn prefer_dtls_client(offer: &str) -> String {
+    offer.replace("a=setup:actpass", "a=setup:active")
+}
+
 /// The mids of the media sections, in order.
 pub fn mids(sdp: &str) -> Vec<String> {
     split_sections(sdp)
@@ -92,6 +101,14 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\nb=AS:5000\r\na=mid:1\r\n";
         );
         assert!(!out.contains("b=AS:5000"));
         assert_eq!(mids(&out), vec!["0", "1"]);
+    }
+
+    #[test]
+    fn offers_take_the_dtls_client_role() {
+        let offer = "m=audio 9 X 111\r\na=setup:actpass\r\nm=video 9 X 96\r\na=setup:actpass\r\n";
+        let out = prefer_dtls_client(offer);
+        assert_eq!(out.matches("a=setup:active").count(), 2);
+        assert!(!out.contains("actpass"));
     }
 
     #[test]

@@ -1249,7 +1249,7 @@ impl Worker {
         }
         let _ = self.events.send(MediaEvent::Offer {
             participant: id,
-            sdp: offer.sdp,
+            sdp: sdp::prefer_dtls_client(&offer.sdp),
             tracks,
         });
         self.dirty.insert((id, Side::Subscriber));

@@ -47,6 +47,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("Fanout is listening on http://{}", running.addr);
         println!("  signalling WebSocket: ws://{}/v1/signal", running.addr);
         if embedded {
+            println!("  demo page: open http://{}/ in two browser tabs", running.addr);
             for app in &config.apps {
                 println!("  demo SDKAppID: {}", app.sdk_app_id);
                 println!(

@@ -114,6 +114,9 @@ async fn run(socket: WebSocket, state: Arc<AppState>, conn: ConnId) {
             reason: reason.into(),
         };
         let _ = sink.send(Message::Close(Some(frame))).await;
+    } else {
+        // Answer the client's close frame (RFC 6455 5.5.1) or end a dropped socket cleanly.
+        let _ = sink.close().await;
     }
     state.with_hub(|hub| hub.disconnect(conn, Now::system()));
     state.lock().outs.remove(&conn);

@@ -81,16 +81,16 @@ pub fn parse(text: &str) -> Envelope {
     };
     let req = match obj.get("req") {
         Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
+        None | Some(Value::Null) => {
+            return Envelope {
+                req: None,
+                request: Err(SignalError::MissingParam("req")),
+            }
+        }
         Some(_) => {
             return Envelope {
                 req: None,
                 request: Err(SignalError::Malformed("`req` must be an integer".into())),
-            }
-        }
-        None => {
-            return Envelope {
-                req: None,
-                request: Err(SignalError::MissingParam("req")),
             }
         }
     };
