@@ -54,10 +54,24 @@ const T = {
     }
     c.addEventListener('remote-track', (e) => {
       this.remoteTracks.push(e.detail);
+      // Play it, as an application would (Chromium decodes remote audio for playout only).
+      const el = document.createElement(e.detail.kind === 'audio' ? 'audio' : 'video');
+      el.autoplay = true;
+      el.muted = e.detail.kind !== 'audio';
+      el.dataset.mid = e.detail.mid;
+      el.srcObject = e.detail.stream;
+      this.sink().append(el);
+      el.play().catch(() => {});
       this.events.push({ name: 'remote-track', at: Date.now(), detail: plain(e.detail) });
     });
     c.addEventListener('remote-track-removed', (e) => {
       this.remoteTracks = this.remoteTracks.filter((t) => t.mid !== e.detail.mid || t.track !== e.detail.track);
+      for (const el of this.sink().querySelectorAll(`[data-mid="${CSS.escape(e.detail.mid)}"]`)) {
+        if (el.srcObject === e.detail.stream) {
+          el.srcObject = null;
+          el.remove();
+        }
+      }
       this.removedTracks.push(e.detail);
       this.events.push({ name: 'remote-track-removed', at: Date.now(), detail: plain(e.detail) });
     });
@@ -68,6 +82,18 @@ const T = {
     } catch (e) {
       return { error: errorOf(e) };
     }
+  },
+
+  /** A hidden box holding the media elements that play remote tracks. */
+  sink() {
+    let box = document.getElementById('harness-sink');
+    if (!box) {
+      box = document.createElement('div');
+      box.id = 'harness-sink';
+      box.style.cssText = 'position:fixed;right:0;bottom:0;width:160px;opacity:0.01;pointer-events:none';
+      document.body.append(box);
+    }
+    return box;
   },
 
   /** Opens fake camera and/or microphone and publishes them; returns {} or {error}. */

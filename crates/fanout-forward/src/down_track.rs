@@ -25,6 +25,8 @@ pub struct DownTrackInfo {
     pub packets_sent: u32,
     /// Payload octets sent on this down-track.
     pub octets_sent: u32,
+    /// (fraction lost, jitter) from the subscriber's last receiver report for it.
+    pub receiver_report: Option<(u8, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +113,7 @@ impl DownTrack {
             target_layer: self.target,
             packets_sent: self.packets_sent,
             octets_sent: self.octets_sent,
+            receiver_report: self.last_receiver_report,
         }
     }
 }

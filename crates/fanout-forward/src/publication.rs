@@ -28,6 +28,8 @@ pub const BITRATE_LIMIT_GRACE: Duration = Duration::from_secs(5);
 pub const KEYFRAME_RETRY: Duration = Duration::from_secs(1);
 /// Packets of the previous SSRC arriving this soon after a source change are stale, not a new change.
 const STALE_SOURCE: Duration = Duration::from_secs(2);
+/// A keyframe packet this many sequence numbers behind the highest is too old to start at.
+const MAX_LATE_START: i64 = 64;
 /// Header bytes added to the payload length for the bitrate estimate.
 const RTP_HEADER_ESTIMATE: usize = 12;
 
@@ -71,11 +73,13 @@ impl PublicationLayer {
         }
     }
 
-    /// Forgets the old source's sequence space (a new SSRC or a sequence restart).
-    fn new_source(&mut self, now: Instant) {
-        if let Some(old) = self.ssrc.take() {
+    /// Forgets the old source's sequence space: a new SSRC (`ssrc` differs from the current one) or
+    /// a sequence restart on the same SSRC.
+    fn new_source(&mut self, ssrc: u32, now: Instant) {
+        if let Some(old) = self.ssrc.filter(|old| *old != ssrc) {
             self.prev_source = Some((old, now));
         }
+        self.ssrc = Some(ssrc);
         self.source_epoch += 1;
         self.window.reset();
         self.stats.reset();
@@ -122,7 +126,7 @@ fn desired_layer(layers: &[PublicationLayer], preference: LayerPreference) -> Op
         .map(|(i, _)| Layer(i as u8));
     match preference {
         LayerPreference::Low => usable.next(),
-        LayerPreference::High => usable.last(),
+        LayerPreference::High => usable.next_back(),
     }
 }
 
@@ -255,15 +259,14 @@ impl Publication {
                 ob.stats.dropped_out_of_window += 1;
                 return;
             }
-            l.new_source(now);
+            l.new_source(packet.ssrc, now);
             ob.stats.source_changes += 1;
             source_changed = true;
         }
         l.ssrc = Some(packet.ssrc);
         let mut arrival = l.window.insert(packet.sequence);
         if arrival == Arrival::Restart {
-            l.new_source(now);
-            l.ssrc = Some(packet.ssrc);
+            l.new_source(packet.ssrc, now);
             ob.stats.source_changes += 1;
             source_changed = true;
             arrival = l.window.insert(packet.sequence);
@@ -371,9 +374,13 @@ impl Publication {
             ob.stats.dropped_limit += 1;
             return;
         }
+        let highest = l.stats.highest_ext();
+        // A down-track may start (or switch) at this packet if it is a keyframe (any packet for
+        // audio) that is new or only slightly late (a retransmitted keyframe start), not an old one.
+        let startable = (info.keyframe || !video) && highest - ext < MAX_LATE_START;
         for dt in down_tracks.iter_mut() {
             if dt.current != Some(layer) || dt.source_epoch != source_epoch {
-                let can_start = dt.target == Some(layer) && (info.keyframe || !video);
+                let can_start = startable && dt.target == Some(layer);
                 if !can_start {
                     continue;
                 }
@@ -389,7 +396,6 @@ impl Publication {
                 ob.stats.rtp_forwarded += 1;
             }
         }
-        let highest = l.stats.highest_ext();
         l.cache.insert(ext, highest, packet, now);
     }
 

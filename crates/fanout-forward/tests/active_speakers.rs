@@ -130,7 +130,9 @@ fn removed_publication_leaves_the_list() {
     let mut s = Speakers::new(2);
     s.run(&[Some(20), Some(30)], Duration::from_secs(2));
     assert_eq!(last_list(&s.lists()), Some(vec![1, 2]));
-    s.room.command(Command::RemovePublication { id: PublicationId(1) });
+    s.room.command(Command::RemovePublication {
+        id: PublicationId(1),
+    });
     s.run(&[None, Some(30)], Duration::from_secs(1));
     assert_eq!(last_list(&s.lists()), Some(vec![2]));
 }

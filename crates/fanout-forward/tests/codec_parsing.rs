@@ -33,14 +33,23 @@ fn vp8_with_descriptor(descriptor: &[u8], w: u16, h: u16) -> Vec<u8> {
 #[test]
 fn vp8_keyframe_resolution_with_every_descriptor_shape() {
     // Minimal descriptor: S=1, PID=0.
-    assert_eq!(inspect(Codec::Vp8, &vp8_with_descriptor(&[0x10], 640, 360)), key(640, 360));
+    assert_eq!(
+        inspect(Codec::Vp8, &vp8_with_descriptor(&[0x10], 640, 360)),
+        key(640, 360)
+    );
     // X, I with a 7-bit PictureID.
     assert_eq!(
-        inspect(Codec::Vp8, &vp8_with_descriptor(&[0x90, 0x80, 0x05], 1280, 720)),
+        inspect(
+            Codec::Vp8,
+            &vp8_with_descriptor(&[0x90, 0x80, 0x05], 1280, 720)
+        ),
         key(1280, 720)
     );
     // X, I with a 15-bit PictureID (the harness's default).
-    assert_eq!(inspect(Codec::Vp8, &vp8_keyframe(1920, 1080)), key(1920, 1080));
+    assert_eq!(
+        inspect(Codec::Vp8, &vp8_keyframe(1920, 1080)),
+        key(1920, 1080)
+    );
     // X with I, L, T and K: PictureID (15 bit), TL0PICIDX, TID/Y/KEYIDX.
     assert_eq!(
         inspect(
@@ -150,7 +159,10 @@ fn h264_fu_a_and_slices() {
 
 #[test]
 fn vp9_keyframe_with_scalability_structure() {
-    assert_eq!(inspect(Codec::Vp9, &vp9_keyframe(1280, 720)), key(1280, 720));
+    assert_eq!(
+        inspect(Codec::Vp9, &vp9_keyframe(1280, 720)),
+        key(1280, 720)
+    );
     // Three spatial layers: the last (largest) is the resolution.
     let mut p = vec![0x8a, 0x80, 0x42, 0x50]; // I B V; N_S=2, Y=1, G=0
     for (w, h) in [(320u16, 180u16), (640, 360), (1280, 720)] {
@@ -176,9 +188,8 @@ fn vp9_keyframe_resolution_from_the_frame_header() {
     bits += "001"; // color_space
     bits += "0"; // color_range
     bits += &format!("{:016b}{:016b}", 639, 359);
-    while bits.len() % 8 != 0 {
-        bits.push('0');
-    }
+    let pad = (8 - bits.len() % 8) % 8;
+    bits.extend(std::iter::repeat_n('0', pad));
     let header: Vec<u8> = bits
         .as_bytes()
         .chunks(8)
@@ -203,7 +214,10 @@ fn vp9_non_keyframes() {
     // Spatial layer 1 of a keyframe: not where a subscriber starts.
     assert!(!inspect(Codec::Vp9, &[0xa8, 0x80, 0x42, 0x02, 0x11, 0x00]).keyframe);
     // Flexible mode inter frame with two reference indices.
-    assert_eq!(inspect(Codec::Vp9, &[0xd8, 0x80, 0x42, 0x03, 0x04, 0x00]), NOT_KEY);
+    assert_eq!(
+        inspect(Codec::Vp9, &[0xd8, 0x80, 0x42, 0x03, 0x04, 0x00]),
+        NOT_KEY
+    );
 }
 
 #[test]
@@ -254,14 +268,17 @@ impl BitWriter {
         self.u(n, v);
     }
     fn se(&mut self, v: i64) {
-        self.ue(if v > 0 { (2 * v - 1) as u64 } else { (-2 * v) as u64 });
+        self.ue(if v > 0 {
+            (2 * v - 1) as u64
+        } else {
+            (-2 * v) as u64
+        });
     }
     /// RBSP trailing bits, then emulation prevention.
     fn finish(mut self) -> Vec<u8> {
         self.bits.push(1);
-        while self.bits.len() % 8 != 0 {
-            self.bits.push(0);
-        }
+        let pad = (8 - self.bits.len() % 8) % 8;
+        self.bits.extend(std::iter::repeat_n(0, pad));
         let raw: Vec<u8> = self
             .bits
             .chunks(8)

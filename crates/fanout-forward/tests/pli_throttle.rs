@@ -193,3 +193,54 @@ fn request_goes_to_the_publisher() {
         Output::KeyframeRequest { publisher, publication, layer }
             if publisher.0 == 100 && publication.0 == 1 && layer.0 == 0)));
 }
+
+#[test]
+fn retransmitted_keyframe_start_still_starts_the_subscriber() {
+    let mut room = Room::new();
+    room.add_video(1, 100);
+    let mut src = Source::video(9);
+    room.rtps(1, 0, src.keyframe(1));
+    room.subscribe(1, 1, 200);
+    room.take();
+    // The keyframe's first packet is lost; the rest arrive and are not a place to start.
+    let key = src.keyframe(3);
+    room.rtp(1, 0, key[1].clone());
+    room.rtp(1, 0, key[2].clone());
+    assert!(rtp_of(&room.take(), 1).is_empty());
+    // Its retransmission arrives: the subscriber starts there and recovers the rest by NACK.
+    room.rtp(1, 0, key[0].clone());
+    let got = rtp_of(&room.take(), 1);
+    assert_eq!(got.len(), 1);
+    // The next frame shows the subscriber the gap, which it NACKs.
+    room.rtps(1, 0, src.delta(1));
+    let next = rtp_of(&room.take(), 1);
+    assert_eq!(next[0].sequence, got[0].sequence.wrapping_add(3));
+    room.nack(
+        1,
+        vec![
+            got[0].sequence.wrapping_add(1),
+            got[0].sequence.wrapping_add(2),
+        ],
+    );
+    let resent = rtp_of(&room.take(), 1);
+    assert_eq!(resent.len(), 2);
+    assert_eq!(resent[1].payload, key[2].payload);
+    assert!(resent[1].marker);
+}
+
+#[test]
+fn an_old_late_keyframe_is_not_a_start() {
+    let mut room = Room::new();
+    room.add_video(1, 100);
+    let mut src = Source::video(9);
+    room.rtps(1, 0, src.keyframe(1));
+    room.subscribe(1, 1, 200);
+    let old_key = src.keyframe(1);
+    for _ in 0..100 {
+        let d = src.delta(1);
+        room.rtps(1, 0, d);
+    }
+    room.rtps(1, 0, old_key);
+    assert!(rtp_of(&room.take(), 1).is_empty());
+    assert_eq!(room.info(1).and_then(|i| i.current_layer), None);
+}

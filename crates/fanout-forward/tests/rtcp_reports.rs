@@ -120,7 +120,10 @@ fn jitter_follows_rfc3550() {
     let rr = receiver_reports(&room.take());
     let jitter = rr.last().map(|r| r.5).unwrap_or_default();
     assert!(expected > 200.0, "{expected}");
-    assert!((f64::from(jitter) - expected).abs() <= 1.0, "{jitter} vs {expected}");
+    assert!(
+        (f64::from(jitter) - expected).abs() <= 1.0,
+        "{jitter} vs {expected}"
+    );
 }
 
 #[test]
@@ -199,7 +202,9 @@ fn sender_report_follows_the_layer_switch() {
     assert!(room.take().is_empty(), "not forwarding layer 1");
     room.feedback(sr(0, k0[0].timestamp));
     let out = room.take();
-    assert!(matches!(out.as_slice(), [Output::SenderReport { rtp_time, .. }] if *rtp_time == first[0].timestamp));
+    assert!(
+        matches!(out.as_slice(), [Output::SenderReport { rtp_time, .. }] if *rtp_time == first[0].timestamp)
+    );
 
     room.set_layer(1, LayerPreference::High);
     room.advance(Duration::from_millis(50));
@@ -250,4 +255,5 @@ fn subscriber_receiver_report_is_accepted() {
         jitter: 10,
     });
     assert_eq!(room.router.stats().unknown_ids, 1);
+    assert_eq!(room.info(1).and_then(|i| i.receiver_report), Some((3, 10)));
 }

@@ -16,8 +16,10 @@ const WAIT: Duration = Duration::from_secs(15);
 async fn two_subscribers_receive_the_publishers_payloads_byte_for_byte() {
     let server = start().await;
     let mut alice = Publisher::enter(&server, APP_A, "alice", 1, json!({})).await;
-    let mut bob = Subscriber::enter(&server, APP_A, "bob", 1, json!({"role_name": "audience"})).await;
-    let mut carol = Subscriber::enter(&server, APP_A, "carol", 1, json!({"role_name": "audience"})).await;
+    let mut bob =
+        Subscriber::enter(&server, APP_A, "bob", 1, json!({"role_name": "audience"})).await;
+    let mut carol =
+        Subscriber::enter(&server, APP_A, "carol", 1, json!({"role_name": "audience"})).await;
 
     alice.publish().await;
     alice.start_streaming(1);
@@ -39,13 +41,24 @@ async fn two_subscribers_receive_the_publishers_payloads_byte_for_byte() {
     tokio::time::sleep(Duration::from_millis(800)).await;
 
     for sub in [&bob, &carol] {
-        for (kind, pt) in [(RtpCodecKind::Audio, PT_OPUS), (RtpCodecKind::Video, PT_VP8)] {
+        for (kind, pt) in [
+            (RtpCodecKind::Audio, PT_OPUS),
+            (RtpCodecKind::Video, PT_VP8),
+        ] {
             let who = format!("{} {kind:?}", sub.user);
-            let tracks: Vec<_> = sub.tracks().into_iter().filter(|t| t.kind == kind).collect();
+            let tracks: Vec<_> = sub
+                .tracks()
+                .into_iter()
+                .filter(|t| t.kind == kind)
+                .collect();
             assert_eq!(tracks.len(), 1, "{who}: exactly one track of the kind");
             let received = tracks[0].packets();
             let sent = alice.sent_of(kind);
-            assert!(received.len() >= 100, "{who}: only {} packets received", received.len());
+            assert!(
+                received.len() >= 100,
+                "{who}: only {} packets received",
+                received.len()
+            );
             for p in &received {
                 assert_eq!(p.payload_type, pt, "{who}: payload type");
                 assert_eq!(p.ssrc, tracks[0].ssrc, "{who}: one SSRC per track");
@@ -53,7 +66,10 @@ async fn two_subscribers_receive_the_publishers_payloads_byte_for_byte() {
                 assert_eq!(tag, 1, "{who}: payload from alice");
             }
             if kind == RtpCodecKind::Video {
-                assert!(is_vp8_keyframe(&received[0].payload), "{who}: video starts with a keyframe");
+                assert!(
+                    is_vp8_keyframe(&received[0].payload),
+                    "{who}: video starts with a keyframe"
+                );
             }
             let start = assert_contiguous_suffix(&who, &sent, &received);
             assert_seq_contiguous(&who, &received);

@@ -20,20 +20,25 @@ async fn nothing_reaches_another_room_or_another_app() {
 
     // The isolated users enter first, so they are present for everything that follows.
     let mut room2 = Publisher::enter(&server, APP_A, "dave", 2, json!({})).await;
-    let mut app_b = Publisher::enter(&server, APP_B, "erin", 1, json!({"role_name": "anchor"})).await;
+    let mut app_b =
+        Publisher::enter(&server, APP_B, "erin", 1, json!({"role_name": "anchor"})).await;
     room2.publish().await;
     app_b.publish().await;
     room2.start_streaming(2);
     app_b.start_streaming(3);
 
     let mut alice = Publisher::enter(&server, APP_A, "alice", 1, json!({})).await;
-    let mut bob = Subscriber::enter(&server, APP_A, "bob", 1, json!({"role_name": "audience"})).await;
+    let mut bob =
+        Subscriber::enter(&server, APP_A, "bob", 1, json!({"role_name": "audience"})).await;
     alice.publish().await;
     alice.start_streaming(1);
 
     // Positive control: bob in room 1 gets alice's streams, and only hers.
     let tracks = bob.subscribe_to("alice", &["audio", "video"], WAIT).await;
-    assert!(tracks.iter().all(|t| t["user_id"] == "alice"), "bob's offer: {tracks:?}");
+    assert!(
+        tracks.iter().all(|t| t["user_id"] == "alice"),
+        "bob's offer: {tracks:?}"
+    );
     bob.wait_connected().await;
     let bob_video = bob.wait_track(RtpCodecKind::Video, WAIT).await;
     let bob_audio = bob.wait_track(RtpCodecKind::Audio, WAIT).await;
@@ -46,11 +51,23 @@ async fn nothing_reaches_another_room_or_another_app() {
 
     for p in bob.tracks().iter().flat_map(|t| t.packets()) {
         let (_, tag, _) = parse_payload(&p.payload).expect("a payload we made");
-        assert_eq!(tag, 1, "bob in room 1 received a payload of tag {tag} (another room or app)");
+        assert_eq!(
+            tag, 1,
+            "bob in room 1 received a payload of tag {tag} (another room or app)"
+        );
     }
 
-    for (who, isolated) in [("dave (app A, room 2)", &mut room2), ("erin (app B, room 1)", &mut app_b)] {
-        let offers: Vec<_> = isolated.ws.events.iter().filter(|e| e["event"] == "offer").cloned().collect();
+    for (who, isolated) in [
+        ("dave (app A, room 2)", &mut room2),
+        ("erin (app B, room 1)", &mut app_b),
+    ] {
+        let offers: Vec<_> = isolated
+            .ws
+            .events
+            .iter()
+            .filter(|e| e["event"] == "offer")
+            .cloned()
+            .collect();
         assert!(offers.is_empty(), "{who} got offers: {offers:?}");
         // Take every event still queued on the socket, then check none is about media.
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -61,14 +78,25 @@ async fn nothing_reaches_another_room_or_another_app() {
             .events
             .iter()
             .filter(|e| {
-                ["offer", "stream_added", "stream_removed", "user_entered"].contains(&e["event"].as_str().unwrap_or(""))
+                ["offer", "stream_added", "stream_removed", "user_entered"]
+                    .contains(&e["event"].as_str().unwrap_or(""))
             })
             .cloned()
             .collect();
-        assert!(media.is_empty(), "{who} got events from another room or app: {media:?}");
+        assert!(
+            media.is_empty(),
+            "{who} got events from another room or app: {media:?}"
+        );
         // Its publishing connection never received a track (RTP) from anyone.
         let tracks = isolated.received_tracks();
-        assert!(tracks.is_empty(), "{who} received RTP tracks: {:?}", tracks.iter().map(|t| (t.kind, t.count())).collect::<Vec<_>>());
+        assert!(
+            tracks.is_empty(),
+            "{who} received RTP tracks: {:?}",
+            tracks
+                .iter()
+                .map(|t| (t.kind, t.count()))
+                .collect::<Vec<_>>()
+        );
         // Its own stream was accepted and is being fed back nowhere: it did publish successfully.
         assert!(!isolated.sent_of(RtpCodecKind::Video).is_empty());
     }

@@ -654,8 +654,14 @@ export class FanoutClient extends EventTarget {
       const tr = this._pubTransceivers.get(kind);
       if (!tr || !this._published.has(kind)) return;
       this._published.delete(kind);
-      await tr.sender.replaceTrack(null).catch(() => {});
-      tr.direction = 'inactive';
+      // A stopped transceiver is rejected (port 0) in the next offer; publishing the kind again
+      // takes a new one, hence a new mid and SSRC the server sees as a new stream.
+      this._pubTransceivers.delete(kind);
+      try {
+        tr.stop();
+      } catch {
+        /* closed */
+      }
       await this._negotiatePublisher();
     });
   }

@@ -16,10 +16,13 @@
 
 use crate::common::{self, Client, Server};
 use bytes::Bytes;
+use rtc::interceptor::Registry;
 use rtc::interceptor::{Attribute, Interceptor, Packet, Slot, StreamInfo, TaggedPacket};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
+use rtc::peer_connection::configuration::media_engine::{
+    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
+};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtcp::payload_feedbacks::full_intra_request::FullIntraRequest;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -38,7 +41,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
-use rtc::interceptor::Registry;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -47,6 +49,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState,
 };
 
+#[allow(unused_imports)]
 pub use common::{assert_code, assert_ok, pmk, sig, APP_A, APP_B, APP_C};
 
 pub const PT_OPUS: u8 = 111;
@@ -147,7 +150,13 @@ pub async fn start() -> Server {
 }
 
 /// Connects and enters `room` of `app` as `user` with extra `enter_room` fields; panics on failure.
-pub async fn enter(server: &Server, app: u32, user: &str, room: u32, extra: Value) -> (Client, Value) {
+pub async fn enter(
+    server: &Server,
+    app: u32,
+    user: &str,
+    room: u32,
+    extra: Value,
+) -> (Client, Value) {
     let mut c = Client::connect(server).await;
     let mut fields = common::enter_fields(app, user, room);
     if let (Some(f), Some(e)) = (fields.as_object_mut(), extra.as_object()) {
@@ -164,7 +173,10 @@ pub async fn enter(server: &Server, app: u32, user: &str, room: u32, extra: Valu
 // Codecs
 
 fn fb(typ: &str, parameter: &str) -> RTCPFeedback {
-    RTCPFeedback { typ: typ.into(), parameter: parameter.into() }
+    RTCPFeedback {
+        typ: typ.into(),
+        parameter: parameter.into(),
+    }
 }
 
 pub fn opus_codec() -> RTCRtpCodec {
@@ -183,7 +195,12 @@ pub fn vp8_codec() -> RTCRtpCodec {
         clock_rate: 90000,
         channels: 0,
         sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![fb("goog-remb", ""), fb("ccm", "fir"), fb("nack", ""), fb("nack", "pli")],
+        rtcp_feedback: vec![
+            fb("goog-remb", ""),
+            fb("ccm", "fir"),
+            fb("nack", ""),
+            fb("nack", "pli"),
+        ],
     }
 }
 
@@ -191,12 +208,20 @@ pub fn vp8_codec() -> RTCRtpCodec {
 fn media_engine() -> MediaEngine {
     let mut m = MediaEngine::default();
     m.register_codec(
-        RTCRtpCodecParameters { rtp_codec: opus_codec(), payload_type: PT_OPUS, ..Default::default() },
+        RTCRtpCodecParameters {
+            rtp_codec: opus_codec(),
+            payload_type: PT_OPUS,
+            ..Default::default()
+        },
         RtpCodecKind::Audio,
     )
     .expect("register opus");
     m.register_codec(
-        RTCRtpCodecParameters { rtp_codec: vp8_codec(), payload_type: PT_VP8, ..Default::default() },
+        RTCRtpCodecParameters {
+            rtp_codec: vp8_codec(),
+            payload_type: PT_VP8,
+            ..Default::default()
+        },
         RtpCodecKind::Video,
     )
     .expect("register vp8");
@@ -225,11 +250,18 @@ pub enum RtcpWhat {
 fn describe(p: &dyn rtc::rtcp::Packet) -> RtcpWhat {
     let any = p.as_any();
     if let Some(pli) = any.downcast_ref::<PictureLossIndication>() {
-        RtcpWhat::Pli { media_ssrc: pli.media_ssrc }
+        RtcpWhat::Pli {
+            media_ssrc: pli.media_ssrc,
+        }
     } else if let Some(fir) = any.downcast_ref::<FullIntraRequest>() {
-        RtcpWhat::Fir { ssrcs: fir.fir.iter().map(|e| e.ssrc).collect() }
+        RtcpWhat::Fir {
+            ssrcs: fir.fir.iter().map(|e| e.ssrc).collect(),
+        }
     } else if let Some(remb) = any.downcast_ref::<ReceiverEstimatedMaximumBitrate>() {
-        RtcpWhat::Remb { bitrate: remb.bitrate, ssrcs: remb.ssrcs.clone() }
+        RtcpWhat::Remb {
+            bitrate: remb.bitrate,
+            ssrcs: remb.ssrcs.clone(),
+        }
     } else if let Some(nack) = any.downcast_ref::<TransportLayerNack>() {
         RtcpWhat::Nack {
             media_ssrc: nack.media_ssrc,
@@ -264,7 +296,10 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for RtcpTap {
                 let mut log = self.log.lock().unwrap();
                 for p in packets {
                     let what = describe(p.as_ref());
-                    deliver |= matches!(what, RtcpWhat::Pli { .. } | RtcpWhat::Fir { .. } | RtcpWhat::Remb { .. });
+                    deliver |= matches!(
+                        what,
+                        RtcpWhat::Pli { .. } | RtcpWhat::Fir { .. } | RtcpWhat::Remb { .. }
+                    );
                     log.push(RtcpSeen { at: now, what });
                 }
             }
@@ -409,7 +444,10 @@ impl RecvTrack {
     /// Sends a PLI for this track.
     pub async fn send_pli(&self) {
         self.track
-            .write_rtcp(vec![Box::new(PictureLossIndication { sender_ssrc: 0, media_ssrc: self.ssrc })])
+            .write_rtcp(vec![Box::new(PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc: self.ssrc,
+            })])
             .await
             .expect("write PLI");
     }
@@ -435,7 +473,11 @@ async fn build_pc(name: &str, default_interceptors: bool) -> Pc {
     // Application-most, after every interceptor that reads RTCP.
     let registry = registry.with(
         Slot::from(14_000usize),
-        RtcpTap { log: rtcp.clone(), read_queue: VecDeque::new(), write_queue: VecDeque::new() },
+        RtcpTap {
+            log: rtcp.clone(),
+            read_queue: VecDeque::new(),
+            write_queue: VecDeque::new(),
+        },
     );
     let (gtx, grx) = watch::channel(false);
     let (stx, srx) = watch::channel(RTCPeerConnectionState::New);
@@ -456,7 +498,14 @@ async fn build_pc(name: &str, default_interceptors: bool) -> Pc {
         .build()
         .await
         .expect("client peer connection");
-    Pc { pc: Arc::new(pc), gathered: grx, state: srx, tracks, track_added, rtcp }
+    Pc {
+        pc: Arc::new(pc),
+        gathered: grx,
+        state: srx,
+        tracks,
+        track_added,
+        rtcp,
+    }
 }
 
 impl Pc {
@@ -471,13 +520,24 @@ impl Pc {
         let r = tokio::time::timeout(
             Duration::from_secs(15),
             self.state.wait_for(|s| {
-                matches!(s, RTCPeerConnectionState::Connected | RTCPeerConnectionState::Failed)
+                matches!(
+                    s,
+                    RTCPeerConnectionState::Connected | RTCPeerConnectionState::Failed
+                )
             }),
         )
         .await;
-        match r {
-            Ok(Ok(s)) => assert_eq!(*s, RTCPeerConnectionState::Connected, "{who}: connection failed"),
-            _ => panic!("{who}: not connected within 15 s (state {})", *self.state.borrow()),
+        let reached = r.ok().and_then(|x| x.ok()).map(|s| *s);
+        match reached {
+            Some(s) => assert_eq!(
+                s,
+                RTCPeerConnectionState::Connected,
+                "{who}: connection failed"
+            ),
+            None => panic!(
+                "{who}: not connected within 15 s (state {})",
+                *self.state.borrow()
+            ),
         }
     }
 
@@ -542,13 +602,21 @@ pub fn vp8_payload(tag: u8, counter: u32, keyframe: bool) -> Bytes {
 /// The (magic, tag, counter) of a payload made by [`audio_payload`] or [`vp8_payload`].
 pub fn parse_payload(p: &[u8]) -> Option<(u8, u8, u32)> {
     if p.first() == Some(&AUDIO_MAGIC) && p.len() >= 6 {
-        return Some((AUDIO_MAGIC, p[1], u32::from_be_bytes([p[2], p[3], p[4], p[5]])));
+        return Some((
+            AUDIO_MAGIC,
+            p[1],
+            u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
+        ));
     }
     if p.first() == Some(&0x10) && p.len() > 4 {
         let off = if p[1] & 0x01 == 0 { 1 + 10 } else { 1 + 3 };
         let q = p.get(off..off + 6)?;
         if q[0] == VIDEO_MAGIC {
-            return Some((VIDEO_MAGIC, q[1], u32::from_be_bytes([q[2], q[3], q[4], q[5]])));
+            return Some((
+                VIDEO_MAGIC,
+                q[1],
+                u32::from_be_bytes([q[2], q[3], q[4], q[5]]),
+            ));
         }
     }
     None
@@ -615,7 +683,13 @@ pub fn sdp_sections(sdp: &str) -> Vec<(String, Vec<String>)> {
 
 impl Publisher {
     /// Enters and builds the publishing connection (does not publish yet).
-    pub async fn enter(server: &Server, app: u32, user: &str, room: u32, extra: Value) -> Publisher {
+    pub async fn enter(
+        server: &Server,
+        app: u32,
+        user: &str,
+        room: u32,
+        extra: Value,
+    ) -> Publisher {
         let (ws, _) = enter(server, app, user, room, extra).await;
         Self::with_client(ws, user).await
     }
@@ -631,7 +705,10 @@ impl Publisher {
             format!("{user}-audio"),
             RtpCodecKind::Audio,
             vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(audio_ssrc), ..Default::default() },
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(audio_ssrc),
+                    ..Default::default()
+                },
                 codec: opus_codec(),
                 ..Default::default()
             }],
@@ -642,17 +719,31 @@ impl Publisher {
             format!("{user}-video"),
             RtpCodecKind::Video,
             vec![RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters { ssrc: Some(video_ssrc), ..Default::default() },
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(video_ssrc),
+                    ..Default::default()
+                },
                 codec: vp8_codec(),
                 ..Default::default()
             }],
         )));
-        pc.pc.add_track(audio.clone() as Arc<dyn TrackLocal>).await.expect("add audio track");
-        pc.pc.add_track(video.clone() as Arc<dyn TrackLocal>).await.expect("add video track");
+        pc.pc
+            .add_track(audio.clone() as Arc<dyn TrackLocal>)
+            .await
+            .expect("add audio track");
+        pc.pc
+            .add_track(video.clone() as Arc<dyn TrackLocal>)
+            .await
+            .expect("add video track");
         let offer = pc.pc.create_offer(None).await.expect("create offer");
         pc.pc.set_local_description(offer).await.expect("set offer");
         pc.wait_gathered().await;
-        let offer_sdp = pc.pc.local_description().await.expect("local description").sdp;
+        let offer_sdp = pc
+            .pc
+            .local_description()
+            .await
+            .expect("local description")
+            .sdp;
         Publisher {
             ws,
             user: user.to_string(),
@@ -685,7 +776,9 @@ impl Publisher {
     /// Sends `publish` and returns the raw reply.
     pub async fn publish_request(&mut self) -> Value {
         let tracks = self.tracks_field();
-        self.ws.request("publish", json!({"sdp": self.offer_sdp, "tracks": tracks})).await
+        self.ws
+            .request("publish", json!({"sdp": self.offer_sdp, "tracks": tracks}))
+            .await
     }
 
     /// Publishes: sends the offer, applies the answer, waits for the connection, starts reading
@@ -694,8 +787,13 @@ impl Publisher {
         let r = self.publish_request().await;
         assert_eq!(r["ok"], true, "publish of {} failed: {r}", self.user);
         self.answer_sdp = r["sdp"].as_str().expect("answer sdp").to_string();
+        tracing::debug!(target: "media_test", user = %self.user, offer = %self.offer_sdp, answer = %self.answer_sdp, "publish");
         let answer = RTCSessionDescription::answer(self.answer_sdp.clone()).expect("answer parses");
-        self.pc.pc.set_remote_description(answer).await.expect("apply answer");
+        self.pc
+            .pc
+            .set_remote_description(answer)
+            .await
+            .expect("apply answer");
         let who = format!("{} publisher", self.user);
         self.pc.wait_connected(&who).await;
         for (kind, track) in [
@@ -779,7 +877,13 @@ impl Publisher {
 
     /// The payloads sent of one kind, in order.
     pub fn sent_of(&self, kind: RtpCodecKind) -> Vec<Sent> {
-        self.sent.lock().unwrap().iter().filter(|s| s.kind == kind).cloned().collect()
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.kind == kind)
+            .cloned()
+            .collect()
     }
 
     /// Every inbound RTCP packet the publishing connection's interceptor chain saw.
@@ -806,7 +910,14 @@ impl Publisher {
     }
 }
 
-pub fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: Bytes) -> rtc::rtp::Packet {
+pub fn rtp_packet(
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    marker: bool,
+    payload: Bytes,
+) -> rtc::rtp::Packet {
     rtc::rtp::Packet {
         header: rtc::rtp::header::Header {
             version: 2,
@@ -839,20 +950,36 @@ pub struct Subscriber {
     pc: Pc,
     /// The `tracks` of every offer received, in order.
     pub offers: Vec<Value>,
+    /// The SDP of every offer received, in order (before any rewrite).
+    pub offer_sdps: Vec<String>,
     /// Rewrites each offer's SDP before it is applied (e.g. to point at a relay).
     pub rewrite_offer: Option<Box<dyn Fn(&str) -> String + Send + Sync>>,
     answered_once: bool,
 }
 
 impl Subscriber {
-    pub async fn enter(server: &Server, app: u32, user: &str, room: u32, extra: Value) -> Subscriber {
+    pub async fn enter(
+        server: &Server,
+        app: u32,
+        user: &str,
+        room: u32,
+        extra: Value,
+    ) -> Subscriber {
         let (ws, _) = enter(server, app, user, room, extra).await;
         Self::with_client(ws, user).await
     }
 
     pub async fn with_client(ws: Client, user: &str) -> Subscriber {
         let pc = build_pc(&format!("{user}/sub"), true).await;
-        Subscriber { ws, user: user.to_string(), pc, offers: Vec::new(), rewrite_offer: None, answered_once: false }
+        Subscriber {
+            ws,
+            user: user.to_string(),
+            pc,
+            offers: Vec::new(),
+            offer_sdps: Vec::new(),
+            rewrite_offer: None,
+            answered_once: false,
+        }
     }
 
     /// Applies one `offer` event and answers it with `subscribe_answer`.
@@ -863,25 +990,58 @@ impl Subscriber {
             None => sdp.to_string(),
         };
         self.offers.push(offer["tracks"].clone());
+        self.offer_sdps
+            .push(offer["sdp"].as_str().unwrap_or_default().to_string());
         let desc = RTCSessionDescription::offer(sdp).expect("offer parses");
-        self.pc.pc.set_remote_description(desc).await.expect("apply offer");
+        self.pc
+            .pc
+            .set_remote_description(desc)
+            .await
+            .expect("apply offer");
         let answer = self.pc.pc.create_answer(None).await.expect("create answer");
-        self.pc.pc.set_local_description(answer).await.expect("set answer");
+        self.pc
+            .pc
+            .set_local_description(answer)
+            .await
+            .expect("set answer");
         if !self.answered_once {
             self.pc.wait_gathered().await;
             self.answered_once = true;
         }
-        let sdp = self.pc.pc.local_description().await.expect("local description").sdp;
-        let r = self.ws.request("subscribe_answer", json!({"sdp": sdp})).await;
-        assert_eq!(r["ok"], true, "subscribe_answer of {} failed: {r}", self.user);
+        let sdp = self
+            .pc
+            .pc
+            .local_description()
+            .await
+            .expect("local description")
+            .sdp;
+        tracing::debug!(target: "media_test", user = %self.user, offer = %offer["sdp"], answer = %sdp, "subscribe");
+        let r = self
+            .ws
+            .request("subscribe_answer", json!({"sdp": sdp}))
+            .await;
+        assert_eq!(
+            r["ok"], true,
+            "subscribe_answer of {} failed: {r}",
+            self.user
+        );
     }
 
     /// Answers offers until one whose `tracks` satisfy `done`; returns those tracks.
-    pub async fn negotiate_until(&mut self, within: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub async fn negotiate_until(
+        &mut self,
+        within: Duration,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            assert!(!left.is_zero(), "{}: no satisfying offer within {within:?}; offers so far: {:?}", self.user, self.offers);
+            assert!(
+                !left.is_zero(),
+                "{}: no satisfying offer within {within:?}; offers so far: {:?}",
+                self.user,
+                self.offers
+            );
             let offer = self.ws.event_within("offer", left).await;
             self.answer(&offer).await;
             let tracks = offer["tracks"].as_array().cloned().unwrap_or_default();
@@ -892,11 +1052,20 @@ impl Subscriber {
     }
 
     /// Answers offers until the tracks include `kinds` from `publisher`.
-    pub async fn subscribe_to(&mut self, publisher: &str, kinds: &[&str], within: Duration) -> Vec<Value> {
+    pub async fn subscribe_to(
+        &mut self,
+        publisher: &str,
+        kinds: &[&str],
+        within: Duration,
+    ) -> Vec<Value> {
         let publisher = publisher.to_string();
         let kinds: Vec<String> = kinds.iter().map(|s| s.to_string()).collect();
         self.negotiate_until(within, move |tracks| {
-            kinds.iter().all(|k| tracks.iter().any(|t| t["user_id"] == publisher.as_str() && t["kind"] == k.as_str()))
+            kinds.iter().all(|k| {
+                tracks
+                    .iter()
+                    .any(|t| t["user_id"] == publisher.as_str() && t["kind"] == k.as_str())
+            })
         })
         .await
     }
@@ -939,7 +1108,12 @@ pub fn assert_contiguous_suffix(who: &str, sent: &[Sent], received: &[RecvPacket
     let start = sent
         .iter()
         .position(|s| &s.payload == first)
-        .unwrap_or_else(|| panic!("{who}: first received payload {:?} was never sent", parse_payload(first)));
+        .unwrap_or_else(|| {
+            panic!(
+                "{who}: first received payload {:?} was never sent",
+                parse_payload(first)
+            )
+        });
     let expected = &sent[start..];
     for (i, (s, r)) in expected.iter().zip(received.iter()).enumerate() {
         assert!(
@@ -991,9 +1165,18 @@ pub struct LossyRelay {
 }
 
 impl LossyRelay {
-    pub async fn start(server: SocketAddr, drop_pt: u8, drop_percent: u64, seed: u64) -> LossyRelay {
-        let a = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("relay socket a");
-        let b = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("relay socket b");
+    pub async fn start(
+        server: SocketAddr,
+        drop_pt: u8,
+        drop_percent: u64,
+        seed: u64,
+    ) -> LossyRelay {
+        let a = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("relay socket a");
+        let b = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("relay socket b");
         let client_addr = a.local_addr().unwrap();
         let dropped = Arc::new(AtomicU64::new(0));
         let forwarded_rtp = Arc::new(AtomicU64::new(0));
@@ -1032,7 +1215,13 @@ impl LossyRelay {
                 }
             }
         });
-        LossyRelay { client_addr, dropped, forwarded_rtp, dropped_seqs, task }
+        LossyRelay {
+            client_addr,
+            dropped,
+            forwarded_rtp,
+            dropped_seqs,
+            task,
+        }
     }
 
     /// Rewrites the server's host candidate(s) `server` in an SDP to this relay's client address.
