@@ -5,7 +5,7 @@ const s = new Session(browser, server, 'exp');
 try {
   const a = await s.open('a'); const b = await s.open('b');
   await join(a, server, { userId: 'a', roomId: 9 }); await join(b, server, { userId: 'b', roomId: 9 });
-  console.log('pub', await a.evaluate(() => window.T.publishCamMic({ simulcast: true })));
+  console.log('pub', await a.evaluate(() => window.T.publishCamMic({ simulcast: false })));
   await waitInPage(b, 'b gets a video', () => window.T.hasTrack('a', 'video'));
   let st = await expectFlowing(b, 'b', [{ userId: 'a', kind: 'video' }]);
   console.log('high', JSON.stringify(st.find(x => x.kind === 'video').inbound));

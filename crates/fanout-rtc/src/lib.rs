@@ -8,6 +8,7 @@
 //! - [`sdp`]: bandwidth lines and mids in SDP text.
 //! - [`peer`]: building `rtc` peer connections (codecs, ICE-lite, SRTP profiles).
 //! - [`convert`]: `rtc`'s RTP/RTCP types to and from the forwarding core's.
+//! - [`stats`]: counters the workers publish for metrics.
 //! - [`worker`]: the worker thread's loop.
 
 pub mod api;
@@ -15,6 +16,7 @@ pub mod convert;
 pub mod demux;
 pub mod peer;
 pub mod sdp;
+pub mod stats;
 pub mod worker;
 
 pub use api::{MediaCommand, MediaError, MediaEvent, RoleLimits, Side, StreamRef};

@@ -4,6 +4,7 @@
 //! (which encrypts them). Signalling reaches it only through [`MediaCommand`]s on a channel.
 
 use crate::api::{MediaCommand, MediaError, MediaEvent, RoleLimits, Side, StreamRef};
+use crate::stats::{add_router_stats, kind_index, LocalCounters, WorkerStats};
 use crate::{convert, demux, peer, sdp};
 use bytes::{Bytes, BytesMut};
 use fanout_forward::{
@@ -30,6 +31,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info, warn};
@@ -55,6 +57,7 @@ pub struct Media {
 struct WorkerHandle {
     tx: Sender<MediaCommand>,
     addr: SocketAddr,
+    stats: Arc<WorkerStats>,
 }
 
 impl Media {
@@ -78,11 +81,19 @@ impl Media {
             let candidate = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
             let (tx, rx) = mpsc::channel();
             let events = events.clone();
+            let stats = Arc::new(WorkerStats::default());
+            let worker_stats = stats.clone();
             std::thread::Builder::new()
                 .name(format!("fanout-media-{n}"))
-                .spawn(move || Worker::new(socket, local, candidate, rx, events).run())?;
+                .spawn(move || {
+                    Worker::new(socket, local, candidate, rx, events, worker_stats).run()
+                })?;
             info!(worker = n, addr = %local, "media worker started");
-            workers.push(WorkerHandle { tx, addr: local });
+            workers.push(WorkerHandle {
+                tx,
+                addr: local,
+                stats,
+            });
         }
         Ok(Media { workers })
     }
@@ -94,6 +105,11 @@ impl Media {
             .tx
             .send(command)
             .map_err(|_| MediaError::WorkerGone)
+    }
+
+    /// Each worker's published counters, in worker order.
+    pub fn stats(&self) -> Vec<Arc<WorkerStats>> {
+        self.workers.iter().map(|w| w.stats.clone()).collect()
     }
 
     /// The UDP addresses the workers are bound to.
@@ -115,6 +131,11 @@ struct Worker {
     next_id: u64,
     /// Peer connections with queued datagrams or events to drain.
     dirty: HashSet<(ParticipantId, Side)>,
+    publication_kinds: HashMap<PublicationId, MediaKind>,
+    stats: Arc<WorkerStats>,
+    counters: LocalCounters,
+    /// Counters of routers whose rooms closed.
+    retired: fanout_forward::RouterStats,
 }
 
 struct Participant {
@@ -168,6 +189,7 @@ impl Worker {
         candidate_addr: SocketAddr,
         rx: Receiver<MediaCommand>,
         events: UnboundedSender<MediaEvent>,
+        stats: Arc<WorkerStats>,
     ) -> Self {
         Worker {
             socket,
@@ -181,13 +203,19 @@ impl Worker {
             by_addr: HashMap::new(),
             next_id: 1,
             dirty: HashSet::new(),
+            publication_kinds: HashMap::new(),
+            stats,
+            counters: LocalCounters::default(),
+            retired: fanout_forward::RouterStats::default(),
         }
     }
 
     fn run(mut self) {
         let mut buf = vec![0u8; 2048];
         let mut next_sweep = Instant::now();
+        let mut next_stats = Instant::now();
         loop {
+            let start = Instant::now();
             // Commands first: they are rare and must not wait behind media.
             loop {
                 match self.rx.try_recv() {
@@ -199,7 +227,10 @@ impl Worker {
                     }
                 }
             }
-            match self.socket.recv_from(&mut buf) {
+            let waited_from = Instant::now();
+            let received = self.socket.recv_from(&mut buf);
+            let waited = waited_from.elapsed();
+            match received {
                 Ok((n, from)) => self.handle_datagram(&buf[..n], from),
                 Err(e)
                     if matches!(
@@ -214,7 +245,27 @@ impl Worker {
                 next_sweep = now + Duration::from_millis(5);
             }
             self.flush();
+            let busy = start.elapsed().saturating_sub(waited);
+            self.counters.busy_ns += busy.as_nanos() as u64;
+            if now >= next_stats {
+                self.publish_stats();
+                next_stats = now + Duration::from_secs(1);
+            }
         }
+    }
+
+    fn publish_stats(&mut self) {
+        let mut total = self.retired.clone();
+        for r in self.routers.values() {
+            add_router_stats(&mut total, r.stats());
+        }
+        let peers = self
+            .participants
+            .values()
+            .map(|p| u64::from(p.publisher.is_some()) + u64::from(p.subscriber.is_some()))
+            .sum();
+        self.stats
+            .publish(&self.counters, &total, peers, self.routers.len() as u64);
     }
 
     fn new_id(&mut self) -> u64 {
@@ -377,6 +428,11 @@ impl Worker {
                 };
                 let packet = convert::rtp_in(packet, pb.audio_level_id);
                 let room = p.room;
+                if let Some(kind) = self.publication_kinds.get(&publication) {
+                    let i = kind_index(*kind);
+                    self.counters.packets_in[i] += 1;
+                    self.counters.bytes_in[i] += packet.payload.len() as u64 + 12;
+                }
                 self.router_input(
                     room,
                     Input::Rtp {
@@ -540,6 +596,7 @@ impl Worker {
             "publisher track open"
         );
         if is_new {
+            self.publication_kinds.insert(publication, kind);
             let now = Instant::now();
             self.router_input(
                 room,
@@ -607,6 +664,17 @@ impl Worker {
 
     // ---------------------------------------------------------------- the router
 
+    fn remove_publication(&mut self, room: RoomId, publication: PublicationId, now: Instant) {
+        self.publication_kinds.remove(&publication);
+        self.router_input(
+            room,
+            Input::Command {
+                now,
+                command: Command::RemovePublication { id: publication },
+            },
+        );
+    }
+
     fn router_input(&mut self, room: RoomId, input: Input) {
         let router = self.routers.entry(room).or_insert_with(Router::new);
         router.handle_input(input);
@@ -633,9 +701,14 @@ impl Worker {
                 let Some(down) = sb.downs.iter().find(|d| d.id == down_track) else {
                     return;
                 };
+                let i = kind_index(down.kind);
                 if let Some(mut sender) = sb.pc.rtp_sender(down.sender) {
-                    if let Err(e) = sender.write_rtp(now, convert::rtp_out(&packet)) {
-                        debug!(error = %e, "write_rtp refused");
+                    match sender.write_rtp(now, convert::rtp_out(&packet)) {
+                        Ok(()) => {
+                            self.counters.packets_out[i] += 1;
+                            self.counters.bytes_out[i] += packet.payload.len() as u64 + 12;
+                        }
+                        Err(e) => debug!(error = %e, "write_rtp refused"),
                     }
                 }
                 self.dirty.insert((subscriber, Side::Subscriber));
@@ -1008,13 +1081,7 @@ impl Worker {
             self.by_ufrag.insert(ufrag, (id, Side::Publisher));
         }
         for (kind, publication) in gone {
-            self.router_input(
-                room,
-                Input::Command {
-                    now,
-                    command: Command::RemovePublication { id: publication },
-                },
-            );
+            self.remove_publication(room, publication, now);
             let _ = self.events.send(MediaEvent::Unpublished {
                 participant: id,
                 kind,
@@ -1037,13 +1104,7 @@ impl Worker {
         pb.by_ssrc.clear();
         let now = Instant::now();
         for (kind, publication) in gone {
-            self.router_input(
-                room,
-                Input::Command {
-                    now,
-                    command: Command::RemovePublication { id: publication },
-                },
-            );
+            self.remove_publication(room, publication, now);
             let _ = self.events.send(MediaEvent::Unpublished {
                 participant: id,
                 kind,
@@ -1304,13 +1365,7 @@ impl Worker {
             self.by_ufrag.remove(&pb.ufrag);
             let _ = pb.pc.close();
             for (_, publication) in pb.publications.drain() {
-                self.router_input(
-                    room,
-                    Input::Command {
-                        now,
-                        command: Command::RemovePublication { id: publication },
-                    },
-                );
+                self.remove_publication(room, publication, now);
             }
         }
         if let Some(mut sb) = p.subscriber.take() {
@@ -1346,7 +1401,9 @@ impl Worker {
             self.sync_subscriptions(other);
         }
         if !self.participants.values().any(|o| o.room == room) {
-            self.routers.remove(&room);
+            if let Some(router) = self.routers.remove(&room) {
+                add_router_stats(&mut self.retired, router.stats());
+            }
         }
         info!(participant = id.0, "participant's connections closed");
     }

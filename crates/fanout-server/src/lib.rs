@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod media_glue;
+pub mod metrics;
 pub mod signal_ws;
 pub mod web;
 
@@ -33,6 +34,7 @@ pub struct AppState {
     next_conn: AtomicU64,
     /// The media workers (UDP); signalling reaches them only through commands.
     pub media: fanout_rtc::Media,
+    pub metrics: metrics::Metrics,
 }
 
 /// The hub plus the way to reach each connection; one lock, taken per request (never per packet).
@@ -77,6 +79,7 @@ impl AppState {
                 }),
                 next_conn: AtomicU64::new(1),
                 media,
+                metrics: metrics::Metrics::new(),
             }),
             events_rx,
         ))
@@ -88,7 +91,7 @@ impl AppState {
     }
 
     /// Runs `f` on the hub, then delivers every event and media command it produced.
-    fn with_hub<R>(&self, f: impl FnOnce(&mut Hub) -> R) -> R {
+    pub fn with_hub<R>(&self, f: impl FnOnce(&mut Hub) -> R) -> R {
         let mut core = self.lock();
         let r = f(&mut core.hub);
         core.dispatch();
@@ -117,6 +120,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/v1/signal", get(signal_ws::upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_handler))
         .route("/", get(web::index))
         .route("/fanout.js", get(web::fanout_js))
         .route("/app.js", get(web::app_js))
@@ -125,6 +129,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         router = router.route("/v1/dev/usersig", axum::routing::post(web::dev_usersig));
     }
     router.with_state(state)
+}
+
+async fn metrics_handler(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = state.metrics.render(&state);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// A running server (used by `fanout serve` and by tests).

@@ -59,6 +59,7 @@ async fn run(socket: WebSocket, state: Arc<AppState>, conn: ConnId) {
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut authenticated = false;
     let mut last_seen = Instant::now();
+    let opened = Instant::now();
     let (mut sink, mut stream) = socket.split();
     debug!("connected");
 
@@ -73,7 +74,10 @@ async fn run(socket: WebSocket, state: Arc<AppState>, conn: ConnId) {
                             break Some((CLOSE_TOO_BIG, "frame larger than 65536 bytes"));
                         }
                         let reply = handle_text(&state, conn, text.as_str()).await;
-                        authenticated = authenticated || state.with_hub(|h| h.is_authenticated(conn));
+                        if !authenticated && state.with_hub(|h| h.is_authenticated(conn)) {
+                            authenticated = true;
+                            state.metrics.join_seconds.observe(opened.elapsed().as_secs_f64());
+                        }
                         reply
                     }
                     Message::Binary(_) => protocol::reply_err(
@@ -129,6 +133,7 @@ const MEDIA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Parses and handles one text frame; returns the reply text.
 async fn handle_text(state: &AppState, conn: ConnId, text: &str) -> String {
     let envelope = protocol::parse(text);
+    let op = envelope.request.as_ref().map_or("invalid", |r| r.op());
     let result = match envelope
         .request
         .and_then(|request| state.with_hub(|hub| hub.handle(conn, request, Now::system())))
@@ -189,6 +194,10 @@ async fn handle_text(state: &AppState, conn: ConnId, text: &str) -> String {
         }
         Err(e) => Err(e),
     };
+    let code = result
+        .as_ref()
+        .map_or_else(|e| e.code().to_string(), |_| "0".to_string());
+    state.metrics.requests.with_label_values(&[op, &code]).inc();
     match result {
         Ok(body) => protocol::reply_ok(envelope.req, body),
         Err(e) => {

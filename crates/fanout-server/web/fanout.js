@@ -147,6 +147,28 @@ export async function fetchDevUserSig(sdkAppId, userId, baseUrl = '') {
   return body.user_sig;
 }
 
+/**
+ * Simulcast layers for a camera track, lowest first (rids the server maps to layers: q < h < f).
+ * Browsers drop layers the resolution cannot carry (Chromium sends two layers below 960x540), so
+ * smaller captures get two layers, q and f.
+ * @param {MediaStreamTrack} track
+ * @returns {RTCRtpEncodingParameters[]}
+ */
+export function simulcastEncodings(track) {
+  const { height = 0 } = track.getSettings ? track.getSettings() : {};
+  if (height >= 540) {
+    return [
+      { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+      { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+      { rid: 'f', maxBitrate: 1_200_000 },
+    ];
+  }
+  return [
+    { rid: 'q', scaleResolutionDownBy: 2, maxBitrate: 200_000 },
+    { rid: 'f', maxBitrate: 900_000 },
+  ];
+}
+
 /** `user_entered` -> `user-entered`. */
 function kebab(name) {
   return String(name).replace(/_/g, '-');
@@ -471,10 +493,18 @@ export class FanoutClient extends EventTarget {
     this.roleName = reply.role_name;
     this.limits = reply.limits;
     if (reply.limits && reply.limits.can_publish === false) {
+      // The server already stopped forwarding our streams; stop sending them. The transceivers are
+      // stopped (not just emptied) so that publishing again after a switch back uses new mids and
+      // SSRCs, exactly like a first publish. The connection itself stays up.
       await this._pubQueue.run(async () => {
-        for (const [kind, tr] of this._pubTransceivers) {
-          if (this._published.has(kind)) await tr.sender.replaceTrack(null).catch(() => {});
+        for (const tr of this._pubTransceivers.values()) {
+          try {
+            tr.stop();
+          } catch {
+            /* closed */
+          }
         }
+        this._pubTransceivers.clear();
         this._published.clear();
       });
     }
@@ -601,13 +631,7 @@ export class FanoutClient extends EventTarget {
         let tr = this._pubTransceivers.get(kind);
         if (!tr) {
           const init = { direction: 'sendonly', streams: [this._localStream] };
-          if (kind === 'video' && options.simulcast) {
-            init.sendEncodings = [
-              { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-              { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-              { rid: 'f', maxBitrate: 1_200_000 },
-            ];
-          }
+          if (kind === 'video' && options.simulcast) init.sendEncodings = simulcastEncodings(track);
           tr = pc.addTransceiver(track, init);
           this._pubTransceivers.set(kind, tr);
           undo.push(() => {

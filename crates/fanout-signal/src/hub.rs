@@ -120,6 +120,16 @@ struct Conn {
     authenticated: bool,
 }
 
+/// Counts of one application, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppCounts {
+    pub app: u32,
+    pub rooms: u64,
+    pub users: u64,
+    pub publishers: u64,
+    pub subscribers: u64,
+}
+
 /// A read-only summary of one room (for admin views and tests).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomSummary {
@@ -919,6 +929,45 @@ impl Hub {
         let ev = Event::ActiveSpeakers { user_ids };
         self.events
             .extend(conns.into_iter().map(|c| (c, ev.clone())));
+    }
+
+    /// Per-application counts for metrics: rooms, users, publishers (users with at least one stream)
+    /// and subscribers (users who may receive at least one stream of someone else).
+    pub fn counts(&self) -> Vec<AppCounts> {
+        let mut out: Vec<AppCounts> = self
+            .apps
+            .iter()
+            .map(|(id, a)| {
+                let mut c = AppCounts {
+                    app: *id,
+                    rooms: a.rooms.len() as u64,
+                    ..AppCounts::default()
+                };
+                for room in a.rooms.values() {
+                    c.users += room.members.len() as u64;
+                    c.publishers += room
+                        .members
+                        .values()
+                        .filter(|m| !m.streams.is_empty())
+                        .count() as u64;
+                    c.subscribers += room
+                        .members
+                        .iter()
+                        .filter(|(k, m)| {
+                            room.members.iter().any(|(pk, p)| {
+                                pk != *k
+                                    && p.streams
+                                        .iter()
+                                        .any(|kind| m.privileges & kind.recv_bit() != 0)
+                            })
+                        })
+                        .count() as u64;
+                }
+                c
+            })
+            .collect();
+        out.sort_by_key(|c| c.app);
+        out
     }
 
     /// Rooms open in one application.

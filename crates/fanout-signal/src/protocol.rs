@@ -43,6 +43,22 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// The op's name, for logs and metrics.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::EnterRoom(_) => "enter_room",
+            Request::ExitRoom => "exit_room",
+            Request::SwitchRole { .. } => "switch_role",
+            Request::Ping => "ping",
+            Request::Publish { .. } => "publish",
+            Request::SubscribeAnswer { .. } => "subscribe_answer",
+            Request::SetSubscription { .. } => "set_subscription",
+            Request::IceCandidate { .. } => "ice_candidate",
+        }
+    }
+}
+
 /// `enter_room` fields, validated for shape (the hub checks them against the app).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnterRoom {

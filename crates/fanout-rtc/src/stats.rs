@@ -1,0 +1,103 @@
+//! Counters a media worker publishes for metrics: plain atomics, written by the worker about once a
+//! second from its local totals (never per packet), read by the metrics endpoint.
+
+use fanout_forward::{MediaKind, RouterStats};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Index of a kind in the per-kind arrays.
+pub fn kind_index(kind: MediaKind) -> usize {
+    match kind {
+        MediaKind::Audio => 0,
+        MediaKind::Video => 1,
+        MediaKind::SubVideo => 2,
+    }
+}
+
+/// Names of the kinds, in `kind_index` order.
+pub const KIND_NAMES: [&str; 3] = ["audio", "video", "sub_video"];
+
+/// One worker's published totals.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub packets_in: [AtomicU64; 3],
+    pub bytes_in: [AtomicU64; 3],
+    pub packets_out: [AtomicU64; 3],
+    pub bytes_out: [AtomicU64; 3],
+    pub nacks_received: AtomicU64,
+    pub nacks_served: AtomicU64,
+    pub nacks_sent_up: AtomicU64,
+    pub keyframe_requests_in: AtomicU64,
+    pub keyframe_requests_up: AtomicU64,
+    pub dropped_duplicate: AtomicU64,
+    pub dropped_out_of_window: AtomicU64,
+    pub dropped_limit: AtomicU64,
+    pub dropped_unknown: AtomicU64,
+    pub peers: AtomicU64,
+    pub rooms: AtomicU64,
+    /// Nanoseconds spent working (not waiting for datagrams) since start.
+    pub busy_ns: AtomicU64,
+}
+
+/// The worker's own running totals (single-threaded, published with `publish`).
+#[derive(Debug, Default, Clone)]
+pub struct LocalCounters {
+    pub packets_in: [u64; 3],
+    pub bytes_in: [u64; 3],
+    pub packets_out: [u64; 3],
+    pub bytes_out: [u64; 3],
+    pub busy_ns: u64,
+}
+
+impl WorkerStats {
+    /// Stores totals: the worker's own counters plus the routers' (current and retired).
+    pub fn publish(&self, local: &LocalCounters, routers: &RouterStats, peers: u64, rooms: u64) {
+        for i in 0..3 {
+            self.packets_in[i].store(local.packets_in[i], Ordering::Relaxed);
+            self.bytes_in[i].store(local.bytes_in[i], Ordering::Relaxed);
+            self.packets_out[i].store(local.packets_out[i], Ordering::Relaxed);
+            self.bytes_out[i].store(local.bytes_out[i], Ordering::Relaxed);
+        }
+        self.nacks_received
+            .store(routers.nacks_received, Ordering::Relaxed);
+        self.nacks_served
+            .store(routers.nacks_served, Ordering::Relaxed);
+        self.nacks_sent_up
+            .store(routers.nacks_sent_up, Ordering::Relaxed);
+        self.keyframe_requests_in
+            .store(routers.keyframe_requests_in, Ordering::Relaxed);
+        self.keyframe_requests_up
+            .store(routers.keyframe_requests_up, Ordering::Relaxed);
+        self.dropped_duplicate
+            .store(routers.dropped_duplicate, Ordering::Relaxed);
+        self.dropped_out_of_window
+            .store(routers.dropped_out_of_window, Ordering::Relaxed);
+        self.dropped_limit
+            .store(routers.dropped_limit, Ordering::Relaxed);
+        self.dropped_unknown
+            .store(routers.dropped_unknown, Ordering::Relaxed);
+        self.peers.store(peers, Ordering::Relaxed);
+        self.rooms.store(rooms, Ordering::Relaxed);
+        self.busy_ns.store(local.busy_ns, Ordering::Relaxed);
+    }
+}
+
+/// Adds `b`'s counters into `a` (for retiring a closed room's router).
+pub fn add_router_stats(a: &mut RouterStats, b: &RouterStats) {
+    a.rtp_in += b.rtp_in;
+    a.rtp_forwarded += b.rtp_forwarded;
+    a.dropped_duplicate += b.dropped_duplicate;
+    a.dropped_out_of_window += b.dropped_out_of_window;
+    a.dropped_limit += b.dropped_limit;
+    a.dropped_unknown += b.dropped_unknown;
+    a.nacks_received += b.nacks_received;
+    a.nacks_served += b.nacks_served;
+    a.nack_misses += b.nack_misses;
+    a.nacks_sent_up += b.nacks_sent_up;
+    a.keyframe_requests_in += b.keyframe_requests_in;
+    a.keyframe_requests_up += b.keyframe_requests_up;
+    a.unknown_ids += b.unknown_ids;
+    a.refused_commands += b.refused_commands;
+    a.source_changes += b.source_changes;
+    a.layer_switches += b.layer_switches;
+    a.limit_events += b.limit_events;
+}
