@@ -1,12 +1,12 @@
 import { startServer, launchBrowser, Session, join, expectFlowing, sleep, waitInPage } from './helpers.mjs';
 const server = await startServer('sim');
 const browser = await launchBrowser();
-for (let round = 0; round < 3; round++) {
+for (let round = 0; round < 4; round++) {
 const s = new Session(browser, server, 'sim');
 try {
   const a = await s.open('a'); const b = await s.open('b');
   await join(a, server, { userId: 'a', roomId: 10 + round }); await join(b, server, { userId: 'b', roomId: 10 + round });
-  console.log('pub', await a.evaluate(async () => { const c = window.T.client; const v = await c.startCamera(); return window.T.call('publish', { video: v }, { simulcast: true }); }));
+  console.log('pub', await a.evaluate(async () => { const c = window.T.client; const v = await c.startCamera({ width: 1280, height: 720 }); return window.T.call('publish', { video: v }, { simulcast: true }); }));
   await waitInPage(b, 'b gets a video', () => window.T.hasTrack('a', 'video'));
   for (const layer of ['high', 'low', 'high']) {
     if (layer !== 'high' || true) await b.evaluate((l) => window.T.call('setSubscription', 'a', 'video', true, l), layer);

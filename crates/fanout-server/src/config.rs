@@ -78,6 +78,9 @@ pub struct ServerConfig {
     /// A WebSocket silent for this long (no frame, no pong) counts as dropped.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_secs: u64,
+    /// A failed event callback is retried this often, for up to a minute.
+    #[serde(default = "default_callback_retry")]
+    pub callback_retry_secs: u64,
 }
 
 fn default_http() -> SocketAddr {
@@ -95,6 +98,9 @@ fn default_ping_interval() -> u64 {
 fn default_idle_timeout() -> u64 {
     10
 }
+fn default_callback_retry() -> u64 {
+    10
+}
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -104,6 +110,7 @@ impl Default for ServerConfig {
             auth_timeout_secs: default_auth_timeout(),
             ping_interval_secs: default_ping_interval(),
             idle_timeout_secs: default_idle_timeout(),
+            callback_retry_secs: default_callback_retry(),
         }
     }
 }
@@ -137,6 +144,9 @@ impl Config {
         }
         if s.idle_timeout_secs <= s.ping_interval_secs {
             return Err("server.idle_timeout_secs: must be longer than ping_interval_secs".into());
+        }
+        if s.callback_retry_secs == 0 || s.callback_retry_secs > 60 {
+            return Err("server.callback_retry_secs: must be in 1..=60".into());
         }
         if s.auth_timeout_secs == 0 {
             return Err("server.auth_timeout_secs: must be at least 1".into());

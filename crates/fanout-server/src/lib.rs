@@ -5,6 +5,8 @@
 //! - [`signal_ws`]: one task per WebSocket connection, bridging frames to the hub.
 //! - [`cli`]: the `fanout` command line (serve, sig, config check).
 
+pub mod admin_api;
+pub mod callbacks;
 pub mod cli;
 pub mod config;
 pub mod media_glue;
@@ -35,6 +37,10 @@ pub struct AppState {
     /// The media workers (UDP); signalling reaches them only through commands.
     pub media: fanout_rtc::Media,
     pub metrics: metrics::Metrics,
+    /// Per-app rate limit of the REST API.
+    pub admin_limiter: admin_api::RateLimiter,
+    /// Event callback queues.
+    callbacks: callbacks::Callbacks,
 }
 
 /// The hub plus the way to reach each connection; one lock, taken per request (never per packet).
@@ -70,16 +76,23 @@ impl AppState {
             },
             events_tx,
         )?;
+        let metrics = metrics::Metrics::new();
         Ok((
             Arc::new(AppState {
-                config,
                 core: Mutex::new(Core {
                     hub,
                     outs: HashMap::new(),
                 }),
                 next_conn: AtomicU64::new(1),
                 media,
-                metrics: metrics::Metrics::new(),
+                callbacks: callbacks::Callbacks::start(
+                    &config.apps,
+                    Duration::from_secs(config.server.callback_retry_secs),
+                    metrics.callbacks.clone(),
+                ),
+                metrics,
+                admin_limiter: admin_api::RateLimiter::default(),
+                config,
             }),
             events_rx,
         ))
@@ -97,6 +110,9 @@ impl AppState {
         core.dispatch();
         while let Some(out) = core.hub.poll_media() {
             media_glue::send(&self.media, out);
+        }
+        while let Some(cb) = core.hub.poll_callback() {
+            self.callbacks.enqueue(cb);
         }
         r
     }
@@ -124,7 +140,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(web::index))
         .route("/fanout.js", get(web::fanout_js))
         .route("/app.js", get(web::app_js))
-        .route("/style.css", get(web::style_css));
+        .route("/style.css", get(web::style_css))
+        .merge(admin_api::routes());
     if state.config.apps.iter().any(|a| a.dev_mode) {
         router = router.route("/v1/dev/usersig", axum::routing::post(web::dev_usersig));
     }

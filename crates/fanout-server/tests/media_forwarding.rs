@@ -66,9 +66,23 @@ async fn two_subscribers_receive_the_publishers_payloads_byte_for_byte() {
                 assert_eq!(tag, 1, "{who}: payload from alice");
             }
             if kind == RtpCodecKind::Video {
+                let head: Vec<_> = received
+                    .iter()
+                    .take(4)
+                    .map(|p| {
+                        let counter = parse_payload(&p.payload).map(|x| x.2);
+                        (p.seq, counter, is_vp8_keyframe(&p.payload))
+                    })
+                    .collect();
+                let keyframes_sent: Vec<_> = sent
+                    .iter()
+                    .filter(|s| s.keyframe)
+                    .map(|s| parse_payload(&s.payload).map(|x| x.2))
+                    .collect();
                 assert!(
                     is_vp8_keyframe(&received[0].payload),
-                    "{who}: video starts with a keyframe"
+                    "{who}: video starts with a keyframe; first received (seq, counter, \
+                     keyframe): {head:?}; keyframes sent at counters {keyframes_sent:?}"
                 );
             }
             let start = assert_contiguous_suffix(&who, &sent, &received);

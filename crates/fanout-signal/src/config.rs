@@ -22,6 +22,18 @@ pub struct AppConfig {
     /// Most users in one room.
     #[serde(default = "default_max_users_per_room")]
     pub max_users_per_room: u32,
+    /// The identity whose UserSig authorizes the server REST API for this app.
+    #[serde(default = "default_admin_user")]
+    pub admin_user: String,
+    /// Server REST API requests allowed per second for this app (TRTC's default is 20).
+    #[serde(default = "default_rest_rate")]
+    pub rest_rate_limit: u32,
+    /// Where event callbacks (rooms, users, streams) are POSTed; none when absent. http:// URLs.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    /// Key of the callbacks' `Sign` header: base64(HMAC-SHA256(callback_key, body)).
+    #[serde(default)]
+    pub callback_key: Option<String>,
     /// Development only: exposes `POST /v1/dev/usersig`, which mints UserSigs for this app for
     /// anyone who asks. The embedded demo config sets it; production configs must not.
     #[serde(default)]
@@ -30,6 +42,12 @@ pub struct AppConfig {
     pub roles: BTreeMap<String, RoleConfig>,
 }
 
+fn default_admin_user() -> String {
+    "administrator".to_string()
+}
+fn default_rest_rate() -> u32 {
+    20
+}
 fn default_max_rooms() -> u32 {
     10_000
 }
@@ -99,6 +117,22 @@ impl AppConfig {
                 "{path}.default_role: `{}` is not one of the app's roles",
                 self.default_role
             ));
+        }
+        if crate::UserId::parse(&self.admin_user).is_err() {
+            return Err(format!("{path}.admin_user: not a valid UserID"));
+        }
+        if let Some(url) = &self.callback_url {
+            if !url.starts_with("http://") {
+                return Err(format!(
+                    "{path}.callback_url: must be an http:// URL (terminate TLS in a local proxy)"
+                ));
+            }
+            if self.callback_key.as_deref().unwrap_or("").is_empty() {
+                return Err(format!("{path}.callback_key: required with callback_url"));
+            }
+        }
+        if self.rest_rate_limit == 0 {
+            return Err(format!("{path}.rest_rate_limit: must be at least 1"));
         }
         if self.max_rooms == 0 {
             return Err(format!("{path}.max_rooms: must be at least 1"));

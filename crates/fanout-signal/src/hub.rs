@@ -49,6 +49,7 @@ pub struct Hub {
     dropped_seq: u64,
     events: VecDeque<(ConnId, Event)>,
     media: VecDeque<MediaOut>,
+    callbacks: VecDeque<Callback>,
     /// Participant id -> where that member sits.
     participants: HashMap<u64, Seat>,
     /// Room handle (the media workers' room id) -> app and room.
@@ -120,6 +121,66 @@ struct Conn {
     authenticated: bool,
 }
 
+/// What happened, for the application's event callback (TRTC's event numbering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackEvent {
+    RoomCreated,
+    RoomClosed,
+    UserEntered,
+    UserExited(ExitReason),
+    RoleSwitched,
+    StreamStarted(StreamKind),
+    StreamStopped(StreamKind),
+}
+
+impl CallbackEvent {
+    /// TRTC's `EventType`: 101..105 room events, 201..206 media events.
+    pub fn event_type(self) -> u16 {
+        match self {
+            CallbackEvent::RoomCreated => 101,
+            CallbackEvent::RoomClosed => 102,
+            CallbackEvent::UserEntered => 103,
+            CallbackEvent::UserExited(_) => 104,
+            CallbackEvent::RoleSwitched => 105,
+            CallbackEvent::StreamStarted(StreamKind::Video) => 201,
+            CallbackEvent::StreamStopped(StreamKind::Video) => 202,
+            CallbackEvent::StreamStarted(StreamKind::Audio) => 203,
+            CallbackEvent::StreamStopped(StreamKind::Audio) => 204,
+            CallbackEvent::StreamStarted(StreamKind::SubVideo) => 205,
+            CallbackEvent::StreamStopped(StreamKind::SubVideo) => 206,
+        }
+    }
+
+    /// TRTC's `EventGroupId`: 1 room events, 2 media events.
+    pub fn group(self) -> u8 {
+        if self.event_type() < 200 {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// `Reason` of a 104 (user exited): 1 left, 2 timeout, 3 kicked.
+    pub fn reason(self) -> Option<u8> {
+        match self {
+            CallbackEvent::UserExited(ExitReason::Left) => Some(1),
+            CallbackEvent::UserExited(ExitReason::Timeout) => Some(2),
+            CallbackEvent::UserExited(ExitReason::Kicked) => Some(3),
+            _ => None,
+        }
+    }
+}
+
+/// One event for an application's callback URL; the driver adds the timestamps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    pub app: u32,
+    pub room: RoomId,
+    pub event: CallbackEvent,
+    pub user_id: Option<String>,
+    pub role: Option<String>,
+}
+
 /// Counts of one application, for metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppCounts {
@@ -163,10 +224,26 @@ impl Hub {
             dropped_seq: 0,
             events: VecDeque::new(),
             media: VecDeque::new(),
+            callbacks: VecDeque::new(),
             participants: HashMap::new(),
             handles: HashMap::new(),
             next_id: 0,
         }
+    }
+
+    /// The next event for the application's callback URL, in the order they arose.
+    pub fn poll_callback(&mut self) -> Option<Callback> {
+        self.callbacks.pop_front()
+    }
+
+    fn callback(&mut self, app: u32, room: &RoomId, event: CallbackEvent, user: Option<&Member>) {
+        self.callbacks.push_back(Callback {
+            app,
+            room: room.clone(),
+            event,
+            user_id: user.map(|m| m.user.as_str().to_string()),
+            role: user.map(|m| m.role_name.clone()),
+        });
     }
 
     /// The next command for the media workers, in the order they arose.
@@ -355,6 +432,7 @@ impl Hub {
         });
         let room_handle = room.handle;
         let mut media_reset: Option<(u64, Vec<StreamKind>)> = None;
+        let mut entered_new = false;
         let mut notify: Vec<(ConnId, Event)> = Vec::new();
         let mut kicked = None;
         match room.members.get_mut(user.key()) {
@@ -407,6 +485,7 @@ impl Hub {
                     },
                 );
                 info!(app = app_id, room = %enter.room, user = %user, role = %role_name, "user entered");
+                entered_new = true;
             }
         }
         let users: Vec<Value> = room
@@ -434,6 +513,24 @@ impl Hub {
         app.users.insert(user.key().to_string(), enter.room.clone());
         self.events.extend(notify);
         self.participants.insert(participant, seat.clone());
+        if room_is_new {
+            self.callbacks.push_back(Callback {
+                app: app_id,
+                room: enter.room.clone(),
+                event: CallbackEvent::RoomCreated,
+                user_id: Some(user.as_str().to_string()),
+                role: Some(role_name.clone()),
+            });
+        }
+        if entered_new {
+            self.callbacks.push_back(Callback {
+                app: app_id,
+                room: enter.room.clone(),
+                event: CallbackEvent::UserEntered,
+                user_id: Some(user.as_str().to_string()),
+                role: Some(role_name.clone()),
+            });
+        }
         if let Some((old, streams)) = media_reset {
             self.media.push_back(MediaOut::Remove {
                 target: MediaTarget {
@@ -551,6 +648,22 @@ impl Hub {
         if stop_all {
             self.media.push_back(MediaOut::StopPublishing { target });
         }
+        self.callbacks.push_back(Callback {
+            app: seat.app,
+            room: seat.room.clone(),
+            event: CallbackEvent::RoleSwitched,
+            user_id: Some(user_id.clone()),
+            role: Some(role_name.to_string()),
+        });
+        for kind in stopped {
+            self.callbacks.push_back(Callback {
+                app: seat.app,
+                room: seat.room.clone(),
+                event: CallbackEvent::StreamStopped(kind),
+                user_id: Some(user_id.clone()),
+                role: Some(role_name.to_string()),
+            });
+        }
         self.resubscribe(seat.app, &seat.room);
         Ok(json!({"role_name": role_name, "limits": role, "privileges": privileges}))
     }
@@ -639,10 +752,28 @@ impl Hub {
         self.participants.remove(&member.participant);
         info!(app = app_id, room = %room_id, user = %member.user, ?reason, "user exited");
         let handle = room.handle;
-        if room.members.is_empty() {
+        let closed = room.members.is_empty();
+        if closed {
             app.rooms.remove(room_id);
             self.handles.remove(&handle);
             info!(app = app_id, room = %room_id, "room closed");
+        }
+        for kind in &member.streams {
+            self.callback(
+                app_id,
+                room_id,
+                CallbackEvent::StreamStopped(*kind),
+                Some(&member),
+            );
+        }
+        self.callback(
+            app_id,
+            room_id,
+            CallbackEvent::UserExited(reason),
+            Some(&member),
+        );
+        if closed {
+            self.callback(app_id, room_id, CallbackEvent::RoomClosed, None);
         }
         self.events.extend(notify);
         self.resubscribe(app_id, room_id);
@@ -841,7 +972,15 @@ impl Hub {
             return;
         }
         let user_id = member.user.as_str().to_string();
+        let role = member.role_name.clone();
         info!(app = seat.app, room = %seat.room, user = %user_id, kind = kind.as_str(), "stream added");
+        self.callbacks.push_back(Callback {
+            app: seat.app,
+            room: seat.room.clone(),
+            event: CallbackEvent::StreamStarted(kind),
+            user_id: Some(user_id.clone()),
+            role: Some(role),
+        });
         self.notify_room(
             &seat,
             |m| m.privileges & kind.recv_bit() != 0,
@@ -859,6 +998,14 @@ impl Hub {
             return;
         }
         let user_id = member.user.as_str().to_string();
+        let role = member.role_name.clone();
+        self.callbacks.push_back(Callback {
+            app: seat.app,
+            room: seat.room.clone(),
+            event: CallbackEvent::StreamStopped(kind),
+            user_id: Some(user_id.clone()),
+            role: Some(role),
+        });
         self.notify_room(
             &seat,
             |m| m.privileges & kind.recv_bit() != 0,
@@ -929,6 +1076,139 @@ impl Hub {
         let ev = Event::ActiveSpeakers { user_ids };
         self.events
             .extend(conns.into_iter().map(|c| (c, ev.clone())));
+    }
+
+    // ------------------------------------------------------------ administration (REST API)
+
+    /// Whether `app` is served here.
+    pub fn has_app(&self, app: u32) -> bool {
+        self.apps.contains_key(&app)
+    }
+
+    /// The application's current settings (roles as changed at runtime).
+    pub fn app_config(&self, app: u32) -> Option<&AppConfig> {
+        self.apps.get(&app).map(|a| &a.config)
+    }
+
+    /// DismissRoom: every user gets `kicked` (reason 2) and the room closes. Returns how many users
+    /// were removed, or `None` when the room is not open.
+    pub fn dismiss_room(&mut self, app: u32, room: &RoomId) -> Option<usize> {
+        let users: Vec<String> = self
+            .apps
+            .get(&app)?
+            .rooms
+            .get(room)?
+            .members
+            .keys()
+            .cloned()
+            .collect();
+        info!(app, room = %room, users = users.len(), "room dismissed by the admin");
+        for user in &users {
+            self.kick_member(app, room, user, KickReason::RoomDismissed);
+        }
+        Some(users.len())
+    }
+
+    /// RemoveUser: the named users get `kicked` (reason 1) and leave the room; the others see
+    /// `user_exited` with reason `kicked`. Returns the users that were in the room, or `None` when
+    /// the room is not open.
+    pub fn remove_users(
+        &mut self,
+        app: u32,
+        room: &RoomId,
+        users: &[UserId],
+    ) -> Option<Vec<String>> {
+        let present: Vec<String> = {
+            let r = self.apps.get(&app)?.rooms.get(room)?;
+            users
+                .iter()
+                .filter(|u| r.members.contains_key(u.key()))
+                .map(|u| u.key().to_string())
+                .collect()
+        };
+        let mut removed = Vec::new();
+        for key in present {
+            if let Some(name) = self.kick_member(app, room, &key, KickReason::RemovedByAdmin) {
+                removed.push(name);
+            }
+        }
+        Some(removed)
+    }
+
+    /// Removes one member as the admin asked; returns its display name.
+    fn kick_member(
+        &mut self,
+        app: u32,
+        room: &RoomId,
+        user_key: &str,
+        reason: KickReason,
+    ) -> Option<String> {
+        let name = self
+            .apps
+            .get(&app)?
+            .rooms
+            .get(room)?
+            .members
+            .get(user_key)?
+            .user
+            .as_str()
+            .to_string();
+        if let Some(conn) = self.remove_member(app, room, user_key, ExitReason::Kicked) {
+            self.kick_conn(conn, reason);
+        }
+        Some(name)
+    }
+
+    /// Creates or replaces a role; applies to users who enter (or switch role) after the change.
+    pub fn set_role(&mut self, app: u32, name: &str, role: RoleConfig) -> bool {
+        match self.apps.get_mut(&app) {
+            Some(a) => {
+                a.config.roles.insert(name.to_string(), role);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Deletes a role (not the default one). Users already in rooms keep its parameters.
+    pub fn delete_role(&mut self, app: u32, name: &str) -> Result<bool, &'static str> {
+        let a = self.apps.get_mut(&app).ok_or("unknown application")?;
+        if a.config.default_role == name {
+            return Err("the default role cannot be deleted");
+        }
+        Ok(a.config.roles.remove(name).is_some())
+    }
+
+    /// A room's users with their roles, streams and whether they are connected.
+    pub fn describe_room(&self, app: u32, room: &RoomId) -> Option<Value> {
+        let r = self.apps.get(&app)?.rooms.get(room)?;
+        let users: Vec<Value> = r
+            .members
+            .values()
+            .map(|m| {
+                json!({
+                    "user_id": m.user.as_str(),
+                    "role_name": m.role_name,
+                    "limits": m.role,
+                    "privileges": m.privileges,
+                    "streams": m.streams.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+                    "connected": m.conn.is_some(),
+                })
+            })
+            .collect();
+        let mut out = json!({"owner": r.owner, "users": users});
+        if let Some(obj) = out.as_object_mut() {
+            match room {
+                RoomId::Num(n) => obj.insert("room_id".into(), json!(n)),
+                RoomId::Str(s) => obj.insert("str_room_id".into(), json!(s)),
+            };
+        }
+        Some(out)
+    }
+
+    /// The media workers' handle of a room, if it is open.
+    pub fn room_handle(&self, app: u32, room: &RoomId) -> Option<u64> {
+        self.apps.get(&app)?.rooms.get(room).map(|r| r.handle)
     }
 
     /// Per-application counts for metrics: rooms, users, publishers (users with at least one stream)

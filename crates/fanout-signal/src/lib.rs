@@ -17,7 +17,7 @@ pub mod protocol;
 
 pub use config::{AppConfig, RoleConfig};
 pub use error::SignalError;
-pub use hub::{AppCounts, ConnId, Hub, Now, Reply, RoomSummary};
+pub use hub::{AppCounts, Callback, CallbackEvent, ConnId, Hub, Now, Reply, RoomSummary};
 pub use ids::{RoomId, UserId};
 pub use media::{
     LayerChoice, MediaOut, MediaTarget, PublishLimits, PublishPlan, StreamKind, WantedStream,

@@ -37,6 +37,8 @@ fn hub(pmk: bool) -> Hub {
             max_rooms: 10,
             max_users_per_room: 10,
             dev_mode: false,
+            admin_user: "administrator".into(),
+            rest_rate_limit: 20,
             roles,
         }],
         Duration::from_secs(30),
