@@ -195,6 +195,7 @@ const T = {
               ssrc: s.ssrc, packetsReceived: s.packetsReceived, packetsLost: s.packetsLost, bytesReceived: s.bytesReceived,
               framesDecoded: s.framesDecoded, keyFramesDecoded: s.keyFramesDecoded, frameWidth: s.frameWidth, frameHeight: s.frameHeight,
               totalSamplesReceived: s.totalSamplesReceived, audioLevel: s.audioLevel, codecId: s.codecId, nackCount: s.nackCount, pliCount: s.pliCount,
+              firCount: s.firCount, framesReceived: s.framesReceived, framesDropped: s.framesDropped, freezeCount: s.freezeCount,
             };
           }
         });
@@ -202,6 +203,35 @@ const T = {
       out.push({ userId: t.userId, kind: t.kind, mid: t.mid, inbound });
     }
     return out;
+  },
+
+  /**
+   * RTP timestamps of the packets arriving on one remote track, sampled every 20 ms for `ms`
+   * (getSynchronizationSources): shows how the SFU rewrites timestamps, e.g. across a layer switch.
+   */
+  async rtpTimestamps(userId, kind, ms = 1000) {
+    const t = this.remoteTracks.find((x) => x.userId === userId && x.kind === kind);
+    const pc = this.client && this.client.subscriberConnection;
+    const tr = t && pc && pc.getTransceivers().find((x) => x.mid === t.mid);
+    if (!tr) return [];
+    const seen = [];
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      for (const src of tr.receiver.getSynchronizationSources()) {
+        const last = seen[seen.length - 1];
+        if (!last || last.rtpTimestamp !== src.rtpTimestamp) seen.push({ at: Math.round(src.timestamp), source: src.source, rtpTimestamp: src.rtpTimestamp });
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return seen;
+  },
+
+  /** outbound-rtp entries of the publishing connection (one per simulcast layer). */
+  async outboundRtp() {
+    const all = await statsOf(this.client && this.client.publisherConnection);
+    return (all || [])
+      .filter((s) => s.type === 'outbound-rtp')
+      .map((s) => ({ kind: s.kind, mid: s.mid, rid: s.rid, ssrc: s.ssrc, width: s.frameWidth, height: s.frameHeight, fps: s.framesPerSecond, bytesSent: s.bytesSent, targetBitrate: s.targetBitrate, qualityLimitationReason: s.qualityLimitationReason }));
   },
 
   /** inbound-rtp entries of the subscribing connection (all of them, mapped or not). */

@@ -145,6 +145,14 @@ export async function startServer(name) {
       if (/address|in use/i.test(tail)) continue;
       break;
     }
+    // The binary embeds web/ at build time: say so when it serves something else than the files here.
+    for (const file of ['fanout.js', 'app.js', 'index.html', 'style.css']) {
+      const served = await fetch(`${base}/${file === 'index.html' ? '' : file}`).then((r) => (r.ok ? r.text() : null), () => null);
+      const onDisk = await readFile(path.join(WEB_DIR, file), 'utf8').catch(() => null);
+      if (served !== onDisk) {
+        process.stderr.write(`warning: ${FANOUT_BIN} serves a different ${file} than ${WEB_DIR}/${file}: rebuild it (cargo build -p fanout-server)\n`);
+      }
+    }
     return {
       port,
       url: base,

@@ -150,3 +150,50 @@ test('exit_room fires user_exited at the others', async (t) => {
     assert.deepEqual(state, { room: null, pub: false, sub: false });
   });
 });
+
+test('simulcast: a subscriber switches between the big and the small stream', async (t) => {
+  await withSession(t, browser, server, async (s) => {
+    const pub = await s.open('pub');
+    const sub = await s.open('sub');
+    assert.ok(!(await join(pub, server, { userId: 'pub', roomId: 1005 })).error);
+    assert.ok(!(await join(sub, server, { userId: 'sub', roomId: 1005 })).error);
+    const r = await pub.evaluate(async () => {
+      const video = await window.T.client.startCamera({ width: 1280, height: 720, frameRate: 30 });
+      return window.T.call('publish', { video }, { simulcast: true });
+    });
+    assert.ok(!r.error, `publish: ${JSON.stringify(r.error)}`);
+    await waitInPage(sub, "sub: pub's video", () => window.T.hasTrack('pub', 'video'));
+
+    /** Waits until sub decodes pub's video at `height` (and frames keep coming). */
+    async function expectLayer(layer, height) {
+      const deadline = Date.now() + 20000;
+      let v = null;
+      while (Date.now() < deadline) {
+        const st = await sub.evaluate(() => window.T.receiveStats());
+        v = st.find((x) => x.kind === 'video')?.inbound;
+        if (v && v.frameHeight === height) break;
+        await sleep(500);
+      }
+      try {
+        assert.equal(v?.frameHeight, height, `${layer} layer: decoded height ${v?.frameHeight}, expected ${height}`);
+        const stats = await expectFlowing(sub, `sub (${layer} layer)`, [{ userId: 'pub', kind: 'video' }], 10000);
+        v = stats.find((x) => x.kind === 'video').inbound;
+        t.diagnostic(`${layer}: ${v.frameWidth}x${v.frameHeight}, ${v.framesDecoded} frames decoded, ${v.keyFramesDecoded} keyframes, ${v.pliCount} PLIs, ${v.framesDropped} dropped, ${v.freezeCount} freezes`);
+      } catch (e) {
+        const ts = await sub.evaluate(() => window.T.rtpTimestamps('pub', 'video', 1500));
+        const out = await pub.evaluate(() => window.T.outboundRtp());
+        e.message += `\nRTP timestamps arriving at sub (1.5 s): ${JSON.stringify(ts.slice(0, 40))}\npublisher layers: ${JSON.stringify(out)}`;
+        throw e;
+      }
+    }
+
+    const layers = await pub.evaluate(() => window.T.outboundRtp());
+    t.diagnostic(`publisher layers: ${layers.map((l) => `${l.rid} ${l.width}x${l.height}`).join(', ')}`);
+    await expectLayer('high (default)', 720);
+    for (const [layer, height] of [['low', 180], ['high', 720], ['low', 180], ['high', 720]]) {
+      const res = await sub.evaluate((l) => window.T.call('setSubscription', 'pub', 'video', true, l), layer);
+      assert.ok(!res.error, `set_subscription ${layer}: ${JSON.stringify(res.error)}`);
+      await expectLayer(layer, height);
+    }
+  });
+});

@@ -78,6 +78,9 @@ pub struct ServerConfig {
     /// A WebSocket silent for this long (no frame, no pong) counts as dropped.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_secs: u64,
+    /// On SIGTERM, how long to wait for users to leave before exiting.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
     /// A failed event callback is retried this often, for up to a minute.
     #[serde(default = "default_callback_retry")]
     pub callback_retry_secs: u64,
@@ -98,6 +101,9 @@ fn default_ping_interval() -> u64 {
 fn default_idle_timeout() -> u64 {
     10
 }
+fn default_shutdown_grace() -> u64 {
+    30
+}
 fn default_callback_retry() -> u64 {
     10
 }
@@ -111,6 +117,7 @@ impl Default for ServerConfig {
             ping_interval_secs: default_ping_interval(),
             idle_timeout_secs: default_idle_timeout(),
             callback_retry_secs: default_callback_retry(),
+            shutdown_grace_secs: default_shutdown_grace(),
         }
     }
 }

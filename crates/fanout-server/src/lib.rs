@@ -41,6 +41,8 @@ pub struct AppState {
     pub admin_limiter: admin_api::RateLimiter,
     /// Event callback queues.
     callbacks: callbacks::Callbacks,
+    /// Set once shutdown began: `/readyz` answers 503.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// The hub plus the way to reach each connection; one lock, taken per request (never per packet).
@@ -92,6 +94,7 @@ impl AppState {
                 ),
                 metrics,
                 admin_limiter: admin_api::RateLimiter::default(),
+                draining: std::sync::atomic::AtomicBool::new(false),
                 config,
             }),
             events_rx,
@@ -136,6 +139,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new()
         .route("/v1/signal", get(signal_ws::upgrade))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
         .route("/", get(web::index))
         .route("/fanout.js", get(web::fanout_js))
@@ -146,6 +150,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         router = router.route("/v1/dev/usersig", axum::routing::post(web::dev_usersig));
     }
     router.with_state(state)
+}
+
+/// `GET /readyz`: 200 while admitting users, 503 once shutdown began.
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> (axum::http::StatusCode, &'static str) {
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (axum::http::StatusCode::OK, "ready\n")
+    }
 }
 
 async fn metrics_handler(
@@ -196,6 +211,26 @@ pub async fn start(config: Config, addr: SocketAddr) -> std::io::Result<Running>
     let app = router(state.clone());
     let task = tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Running { addr, state, task })
+}
+
+impl Running {
+    /// Graceful shutdown: stop admitting, tell every client, and wait until the rooms are empty or
+    /// `shutdown_grace_secs` passed. Returns how many users were still in rooms at the end.
+    pub async fn drain(&self) -> usize {
+        let grace = self.state.config.server.shutdown_grace_secs;
+        self.state
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.state.with_hub(|h| h.begin_shutdown(grace));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(grace);
+        loop {
+            let users = self.state.with_hub(|h| h.user_count());
+            if users == 0 || tokio::time::Instant::now() >= deadline {
+                return users;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 }
 
 impl Drop for Running {

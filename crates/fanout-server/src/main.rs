@@ -27,6 +27,22 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// SIGTERM (service managers, Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -59,7 +75,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         tokio::select! {
             r = &mut running.task => { r.context("server task")?.context("HTTP server")?; }
-            _ = tokio::signal::ctrl_c() => { println!("shutting down"); }
+            _ = shutdown_signal() => {
+                println!(
+                    "shutting down: admitting no one, waiting up to {} s for rooms to empty",
+                    config.server.shutdown_grace_secs
+                );
+                let left = running.drain().await;
+                println!("stopped ({left} users were still in rooms)");
+            }
         }
         Ok(())
     })

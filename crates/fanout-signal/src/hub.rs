@@ -52,6 +52,8 @@ pub struct Hub {
     callbacks: VecDeque<Callback>,
     /// Participant id -> where that member sits.
     participants: HashMap<u64, Seat>,
+    /// Set when the server shuts down: no new entries.
+    draining: bool,
     /// Room handle (the media workers' room id) -> app and room.
     handles: HashMap<u64, (u32, RoomId)>,
     next_id: u64,
@@ -225,6 +227,7 @@ impl Hub {
             events: VecDeque::new(),
             media: VecDeque::new(),
             callbacks: VecDeque::new(),
+            draining: false,
             participants: HashMap::new(),
             handles: HashMap::new(),
             next_id: 0,
@@ -326,6 +329,11 @@ impl Hub {
     ) -> Result<Value, SignalError> {
         if self.conns.get(&conn).is_some_and(|c| c.seat.is_some()) {
             return Err(SignalError::AlreadyInRoom);
+        }
+        if self.draining {
+            return Err(SignalError::QuotaExceeded(
+                "the server is shutting down and admits no one".into(),
+            ));
         }
         let app = self
             .apps
@@ -1076,6 +1084,26 @@ impl Hub {
         let ev = Event::ActiveSpeakers { user_ids };
         self.events
             .extend(conns.into_iter().map(|c| (c, ev.clone())));
+    }
+
+    /// Stops admitting users and tells every connection the server goes away in `grace_secs`.
+    pub fn begin_shutdown(&mut self, grace_secs: u64) {
+        self.draining = true;
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        self.events.extend(
+            conns
+                .into_iter()
+                .map(|c| (c, Event::ServerShutdown { grace_secs })),
+        );
+    }
+
+    /// Users still in rooms (connected or in their grace period).
+    pub fn user_count(&self) -> usize {
+        self.apps
+            .values()
+            .flat_map(|a| a.rooms.values())
+            .map(|r| r.members.len())
+            .sum()
     }
 
     // ------------------------------------------------------------ administration (REST API)

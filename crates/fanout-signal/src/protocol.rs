@@ -394,6 +394,10 @@ pub enum Event {
     ActiveSpeakers {
         user_ids: Vec<String>,
     },
+    /// The server is shutting down: no new entries; users should move within `grace_secs`.
+    ServerShutdown {
+        grace_secs: u64,
+    },
 }
 
 /// One media section of a subscribing-connection offer.
