@@ -85,7 +85,7 @@ impl Metrics {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
             let _ = registry.register(Box::new(pc));
         }
-        Metrics {
+        let m = Metrics {
             rooms: gauge(r, "fanout_rooms", "Open rooms", &["app"]),
             users: gauge(r, "fanout_users", "Users in rooms (including those in their reconnect grace period)", &["app"]),
             publishers: gauge(r, "fanout_publishers", "Users publishing at least one stream", &["app"]),
@@ -116,7 +116,24 @@ impl Metrics {
             callbacks: counter(r, "fanout_callbacks_total", "Event callback deliveries by result", &["result"]),
             join_seconds,
             registry,
+        };
+        // Series that exist before anything happens, so dashboards and alerts see zeros, not gaps.
+        for result in ["ok", "retry", "dropped"] {
+            m.callbacks.with_label_values(&[result]);
         }
+        for op in [
+            "enter_room",
+            "exit_room",
+            "switch_role",
+            "ping",
+            "publish",
+            "subscribe_answer",
+            "set_subscription",
+            "ice_candidate",
+        ] {
+            m.requests.with_label_values(&[op, "0"]);
+        }
+        m
     }
 
     /// Refreshes the scrape-time values and renders the text exposition format.

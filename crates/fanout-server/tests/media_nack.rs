@@ -78,11 +78,13 @@ async fn lossy_subscriber_recovers_every_video_packet_by_nack() {
         .windows(2)
         .filter(|w| w[1].seq != w[0].seq.wrapping_add(1))
         .count();
-    let nacks_sent_by_bob = bob.rtcp_log().len();
+    let nacks_up = relay.nacks_up.load(Ordering::Relaxed);
+    let rtcp_in = bob.rtcp_log().len();
     assert!(
         missing.is_empty(),
-        "bob is missing {} of {} video packets after NACK (seqs {missing:?}); {late} out-of-order arrivals; \
-         subscriber saw {nacks_sent_by_bob} inbound RTCP packets",
+        "bob is missing {} of {} video packets after NACK (seqs {missing:?}); {late} out-of-order \
+         arrivals; bob sent {nacks_up} NACK datagrams to the server; bob received {rtcp_in} RTCP \
+         packets from the server",
         missing.len(),
         hi - lo + 1
     );

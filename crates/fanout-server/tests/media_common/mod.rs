@@ -1161,6 +1161,9 @@ pub struct LossyRelay {
     pub forwarded_rtp: Arc<AtomicU64>,
     /// Sequence numbers (from the clear RTP header) of the dropped datagrams.
     pub dropped_seqs: Arc<Mutex<Vec<u16>>>,
+    /// Client -> server SRTCP datagrams whose first packet is a generic NACK (PT 205, FMT 1;
+    /// the SRTCP header is sent in the clear).
+    pub nacks_up: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -1181,7 +1184,13 @@ impl LossyRelay {
         let dropped = Arc::new(AtomicU64::new(0));
         let forwarded_rtp = Arc::new(AtomicU64::new(0));
         let dropped_seqs = Arc::new(Mutex::new(Vec::new()));
-        let (d, f, ds) = (dropped.clone(), forwarded_rtp.clone(), dropped_seqs.clone());
+        let nacks_up = Arc::new(AtomicU64::new(0));
+        let (d, f, ds, nu) = (
+            dropped.clone(),
+            forwarded_rtp.clone(),
+            dropped_seqs.clone(),
+            nacks_up.clone(),
+        );
         let task = tokio::spawn(async move {
             let mut client: Option<SocketAddr> = None;
             let mut rng = seed.max(1);
@@ -1192,6 +1201,9 @@ impl LossyRelay {
                     r = a.recv_from(&mut ba) => {
                         let Ok((n, from)) = r else { continue };
                         client = Some(from);
+                        if n >= 8 && (128..192).contains(&ba[0]) && ba[1] == 205 && ba[0] & 0x1f == 1 {
+                            nu.fetch_add(1, Ordering::Relaxed);
+                        }
                         let _ = b.send_to(&ba[..n], server).await;
                     }
                     r = b.recv_from(&mut bb) => {
@@ -1220,6 +1232,7 @@ impl LossyRelay {
             dropped,
             forwarded_rtp,
             dropped_seqs,
+            nacks_up,
             task,
         }
     }
