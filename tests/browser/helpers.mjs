@@ -3,7 +3,7 @@
 // conditions with bounded timeouts, and leave screenshots and logs behind when a test fails.
 
 import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createWriteStream, existsSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -101,15 +101,19 @@ export async function startServer(name) {
     throw new Error(`${FANOUT_BIN} is missing: run \`cargo build -p fanout-server\` (tests/browser/run.sh does)`);
   }
   await mkdir(LOG_DIR, { recursive: true });
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'fanout-browser-'));
+  // The server runs through a symlink under a neutral name: other tooling on a shared machine that
+  // stops stray servers by name (pkill fanout) then leaves this test's server alone.
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'browser-e2e-'));
+  const exe = path.join(dir, 'sfu-under-test');
+  await symlink(FANOUT_BIN, exe);
   const logPath = path.join(LOG_DIR, `${name}.server.log`);
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
-    const configPath = path.join(dir, 'fanout.toml');
+    const configPath = path.join(dir, 'server.toml');
     await writeFile(configPath, configToml(port));
     const log = createWriteStream(logPath, { flags: attempt ? 'a' : 'w' });
-    const child = spawn(FANOUT_BIN, ['serve', '--config', configPath], {
+    const child = spawn(exe, ['serve', '--config', configPath], {
       env: { ...process.env, RUST_LOG: process.env.FANOUT_LOG || 'info', NO_COLOR: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -121,7 +125,18 @@ export async function startServer(name) {
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     let exited = null;
-    const exitedP = new Promise((r) => child.on('exit', (code, signal) => r((exited = { code, signal }))));
+    let stopping = false;
+    const exitedP = new Promise((r) =>
+      child.on('exit', (code, signal) => {
+        exited = { code, signal };
+        if (!stopping) {
+          const msg = `\n*** fanout serve exited unexpectedly: code ${code}, signal ${signal} ***\n`;
+          keep(Buffer.from(msg));
+          process.stderr.write(msg);
+        }
+        r(exited);
+      }),
+    );
     const base = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + 20000;
     let up = false;
@@ -138,6 +153,7 @@ export async function startServer(name) {
       await sleep(100);
     }
     if (!up) {
+      stopping = true;
       child.kill('SIGKILL');
       await exitedP;
       log.end();
@@ -164,6 +180,7 @@ export async function startServer(name) {
       /** A UserSig: from /v1/dev/usersig (dev_mode app), else from the CLI. */
       sig: (userId, app = APP) => userSig(base, userId, app),
       async stop() {
+        stopping = true;
         if (!exited) {
           child.kill('SIGTERM');
           const t = setTimeout(() => child.kill('SIGKILL'), 3000);

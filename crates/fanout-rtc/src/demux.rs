@@ -1,6 +1,8 @@
 //! Demultiplexing one UDP port among many peers: a STUN binding request names its peer by the
-//! USERNAME attribute (`<our ufrag>:<their ufrag>`); every other datagram (DTLS, SRTP, SRTCP) is
-//! matched by the remote address the STUN check came from.
+//! USERNAME attribute (`<our ufrag>:<their ufrag>`); every other datagram (STUN responses, DTLS, SRTP,
+//! SRTCP) is matched by the remote address the STUN check came from. Responses are not routed by
+//! USERNAME: some agents (libnice) echo the request's USERNAME, whose first part is then *their*
+//! ufrag.
 
 /// STUN's magic cookie (RFC 5389).
 const MAGIC_COOKIE: u32 = 0x2112_A442;
@@ -13,10 +15,15 @@ pub fn is_stun(buf: &[u8]) -> bool {
         && u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]) == MAGIC_COOKIE
 }
 
-/// Our ICE ufrag from a STUN message's USERNAME attribute (`ours:theirs`), if it has one.
+/// Whether a STUN message is a request (class bits 00), the only kind routed by USERNAME.
+pub fn is_stun_request(buf: &[u8]) -> bool {
+    is_stun(buf) && (u16::from_be_bytes([buf[0], buf[1]]) & 0x0110) == 0
+}
+
+/// Our ICE ufrag from a STUN request's USERNAME attribute (`ours:theirs`), if it has one.
 /// Never panics on malformed input.
 pub fn stun_local_ufrag(buf: &[u8]) -> Option<&str> {
-    if !is_stun(buf) {
+    if !is_stun_request(buf) {
         return None;
     }
     let body_len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
@@ -62,6 +69,16 @@ mod tests {
             stun_local_ufrag(&stun_with_username("abcd:wxyz")),
             Some("abcd")
         );
+    }
+
+    #[test]
+    fn responses_are_not_routed_by_username() {
+        let mut m = stun_with_username("theirs:ours");
+        m[0] = 0x01; // Binding success response (0x0101)
+        m[1] = 0x01;
+        assert!(is_stun(&m));
+        assert!(!is_stun_request(&m));
+        assert_eq!(stun_local_ufrag(&m), None);
     }
 
     #[test]

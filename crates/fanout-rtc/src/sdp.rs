@@ -54,6 +54,35 @@ pub fn prefer_dtls_client(offer: &str) -> String {
     offer.replace("a=setup:actpass", "a=setup:active")
 }
 
+/// Offers without `a=group:BUNDLE` (a single-section offer from GStreamer's webrtcbin, for one) make
+/// `rtc` reject every section. Fanout needs BUNDLE anyway; a one-section offer gets the group added
+/// (returns `Some(offer)`); a multi-section offer without BUNDLE is refused (`Err`).
+pub fn ensure_bundle(offer: &str) -> Result<Option<String>, &'static str> {
+    if offer.lines().any(|l| l.starts_with("a=group:BUNDLE")) {
+        return Ok(None);
+    }
+    let mids = mids(offer);
+    match mids.len() {
+        0 => Err("the offer has no media section with a mid"),
+        1 => {
+            let at = offer.find("\nm=").map(|i| i + 1).unwrap_or(0);
+            let mut out = String::with_capacity(offer.len() + 32);
+            out.push_str(&offer[..at]);
+            out.push_str(&format!("a=group:BUNDLE {}\r\n", mids[0]));
+            out.push_str(&offer[at..]);
+            Ok(Some(out))
+        }
+        _ => Err("BUNDLE is required (a=group:BUNDLE)"),
+    }
+}
+
+/// Removes the session-level BUNDLE group (for answering an offer that had none).
+pub fn without_bundle_group(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .filter(|l| !l.starts_with("a=group:BUNDLE"))
+        .collect()
+}
+
 /// The mids of the media sections, in order.
 pub fn mids(sdp: &str) -> Vec<String> {
     split_sections(sdp)
@@ -109,6 +138,21 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\nb=AS:5000\r\na=mid:1\r\n";
         let out = prefer_dtls_client(offer);
         assert_eq!(out.matches("a=setup:active").count(), 2);
         assert!(!out.contains("actpass"));
+    }
+
+    #[test]
+    fn bundle_is_added_to_single_section_offers_only() {
+        let one = "v=0\r\ns=-\r\nm=video 9 X 96\r\na=mid:video0\r\n";
+        let patched = ensure_bundle(one).unwrap().unwrap();
+        assert!(
+            patched.contains("s=-\r\na=group:BUNDLE video0\r\nm=video"),
+            "{patched}"
+        );
+        assert_eq!(without_bundle_group(&patched), one);
+        assert_eq!(ensure_bundle(&patched).unwrap(), None);
+        let two = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n";
+        assert!(ensure_bundle(two).is_err());
+        assert!(ensure_bundle("v=0\r\n").is_err());
     }
 
     #[test]

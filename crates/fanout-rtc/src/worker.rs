@@ -276,18 +276,24 @@ impl Worker {
     // ---------------------------------------------------------------- datagrams and timers
 
     fn handle_datagram(&mut self, data: &[u8], from: SocketAddr) {
-        let key = if demux::is_stun(data) {
+        let key = if demux::is_stun_request(data) {
             match demux::stun_local_ufrag(data).and_then(|u| self.by_ufrag.get(u)) {
                 Some(key) => {
                     self.by_addr.insert(from, *key);
                     *key
                 }
-                None => return,
+                None => {
+                    tracing::trace!(%from, ufrag = ?demux::stun_local_ufrag(data), "STUN for no known peer");
+                    return;
+                }
             }
         } else {
             match self.by_addr.get(&from) {
                 Some(key) => *key,
-                None => return,
+                None => {
+                    tracing::trace!(%from, len = data.len(), "datagram from an unknown address");
+                    return;
+                }
             }
         };
         let now = Instant::now();
@@ -1007,6 +1013,9 @@ impl Worker {
         limits: RoleLimits,
     ) -> Result<String, MediaError> {
         let now = Instant::now();
+        let bundled = sdp::ensure_bundle(&offer).map_err(|e| MediaError::BadSdp(e.into()))?;
+        let added_bundle = bundled.is_some();
+        let offer = bundled.unwrap_or(offer);
         let desc = RTCSessionDescription::offer(offer.clone())
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
         let candidate = self.host_candidate()?;
@@ -1088,7 +1097,12 @@ impl Worker {
             });
         }
         self.dirty.insert((id, Side::Publisher));
-        Ok(sdp::with_bandwidth(&answer, &caps))
+        let answer = sdp::with_bandwidth(&answer, &caps);
+        Ok(if added_bundle {
+            sdp::without_bundle_group(&answer)
+        } else {
+            answer
+        })
     }
 
     fn stop_publishing(&mut self, id: ParticipantId) {

@@ -13,6 +13,7 @@ pub mod media_glue;
 pub mod metrics;
 pub mod signal_ws;
 pub mod web;
+pub mod whip;
 
 use axum::routing::get;
 use axum::Router;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub admin_limiter: admin_api::RateLimiter,
     /// Event callback queues.
     callbacks: callbacks::Callbacks,
+    /// Live WHIP sessions.
+    pub whip: whip::Sessions,
     /// Set once shutdown began: `/readyz` answers 503.
     pub draining: std::sync::atomic::AtomicBool,
 }
@@ -95,6 +98,7 @@ impl AppState {
                 metrics,
                 admin_limiter: admin_api::RateLimiter::default(),
                 draining: std::sync::atomic::AtomicBool::new(false),
+                whip: whip::Sessions::default(),
                 config,
             }),
             events_rx,
@@ -145,7 +149,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/fanout.js", get(web::fanout_js))
         .route("/app.js", get(web::app_js))
         .route("/style.css", get(web::style_css))
-        .merge(admin_api::routes());
+        .merge(admin_api::routes())
+        .merge(whip::routes());
     if state.config.apps.iter().any(|a| a.dev_mode) {
         router = router.route("/v1/dev/usersig", axum::routing::post(web::dev_usersig));
     }

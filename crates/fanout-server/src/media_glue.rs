@@ -133,6 +133,7 @@ pub fn event_to_hub(hub: &mut Hub, ev: MediaEvent) {
         }
         MediaEvent::PeerClosed { participant, side } => {
             tracing::debug!(participant = participant.0, ?side, "peer connection closed");
+            hub.media_peer_closed(participant.0);
         }
     }
 }

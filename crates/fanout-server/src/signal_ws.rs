@@ -138,8 +138,27 @@ async fn handle_text(state: &AppState, conn: ConnId, text: &str) -> String {
         .request
         .and_then(|request| state.with_hub(|hub| hub.handle(conn, request, Now::system())))
     {
-        Ok(Reply::Now(v)) => Ok(v),
-        Ok(Reply::Publish(plan)) => {
+        Ok(reply) => complete(state, reply).await,
+        Err(e) => Err(e),
+    };
+    let code = result
+        .as_ref()
+        .map_or_else(|e| e.code().to_string(), |_| "0".to_string());
+    state.metrics.requests.with_label_values(&[op, &code]).inc();
+    match result {
+        Ok(body) => protocol::reply_ok(envelope.req, body),
+        Err(e) => {
+            debug!(code = e.code(), error = %e, "request failed");
+            protocol::reply_err(envelope.req, &e)
+        }
+    }
+}
+
+/// Finishes a hub reply: media work (negotiations) is handed to the room's worker and awaited.
+pub async fn complete(state: &AppState, reply: Reply) -> Result<serde_json::Value, SignalError> {
+    match reply {
+        Reply::Now(v) => Ok(v),
+        Reply::Publish(plan) => {
             let (tx, rx) = oneshot::channel();
             let (participant, room) = media_glue::ids(plan.target);
             let cmd = MediaCommand::Publish {
@@ -158,7 +177,7 @@ async fn handle_text(state: &AppState, conn: ConnId, text: &str) -> String {
                 .await
                 .map(|sdp| json!({ "sdp": sdp }))
         }
-        Ok(Reply::SubscribeAnswer { target, sdp }) => {
+        Reply::SubscribeAnswer { target, sdp } => {
             let (tx, rx) = oneshot::channel();
             let (participant, room) = media_glue::ids(target);
             let cmd = MediaCommand::SubscribeAnswer {
@@ -168,11 +187,11 @@ async fn handle_text(state: &AppState, conn: ConnId, text: &str) -> String {
             };
             media_call(state, room, cmd, rx).await.map(|()| json!({}))
         }
-        Ok(Reply::IceCandidate {
+        Reply::IceCandidate {
             target,
             publisher,
             candidate,
-        }) => {
+        } => {
             let (participant, room) = media_glue::ids(target);
             let side = if publisher {
                 Side::Publisher
@@ -191,18 +210,6 @@ async fn handle_text(state: &AppState, conn: ConnId, text: &str) -> String {
                 )
                 .map(|()| json!({}))
                 .map_err(media_error)
-        }
-        Err(e) => Err(e),
-    };
-    let code = result
-        .as_ref()
-        .map_or_else(|e| e.code().to_string(), |_| "0".to_string());
-    state.metrics.requests.with_label_values(&[op, &code]).inc();
-    match result {
-        Ok(body) => protocol::reply_ok(envelope.req, body),
-        Err(e) => {
-            debug!(code = e.code(), error = %e, "request failed");
-            protocol::reply_err(envelope.req, &e)
         }
     }
 }

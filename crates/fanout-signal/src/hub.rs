@@ -119,6 +119,8 @@ struct Seat {
 #[derive(Default)]
 struct Conn {
     seat: Option<Seat>,
+    /// An HTTP session (WHIP/WHEP) rather than a WebSocket: it ends when its media does.
+    headless: bool,
     /// Set once the connection has entered a room successfully.
     authenticated: bool,
 }
@@ -257,6 +259,40 @@ impl Hub {
     /// Registers a new connection before it sends anything.
     pub fn connect(&mut self, conn: ConnId) {
         self.conns.insert(conn, Conn::default());
+    }
+
+    /// Registers a connection that is an HTTP media session (WHIP/WHEP): no events reach it, and
+    /// it leaves its room when its peer connection closes.
+    pub fn connect_headless(&mut self, conn: ConnId) {
+        self.conns.insert(
+            conn,
+            Conn {
+                headless: true,
+                ..Conn::default()
+            },
+        );
+    }
+
+    /// A participant's peer connection failed or closed. HTTP sessions (WHIP/WHEP) leave their room
+    /// then; WebSocket users keep their place (their client renegotiates or reconnects).
+    pub fn media_peer_closed(&mut self, participant: u64) {
+        let Some(seat) = self.participants.get(&participant).cloned() else {
+            return;
+        };
+        let conn = self
+            .apps
+            .get(&seat.app)
+            .and_then(|a| a.rooms.get(&seat.room))
+            .and_then(|r| r.members.get(&seat.user))
+            .and_then(|m| m.conn);
+        let Some(conn) = conn else { return };
+        if self.conns.get(&conn).is_some_and(|c| c.headless) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.seat = None;
+            }
+            self.remove_member(seat.app, &seat.room, &seat.user, ExitReason::Timeout);
+            self.conns.remove(&conn);
+        }
     }
 
     /// Whether the connection has ever entered a room (clients that never do are closed by the driver).

@@ -641,6 +641,8 @@ pub struct Publisher {
     pub video_ssrc: u32,
     pub offer_sdp: String,
     pub answer_sdp: String,
+    /// Rewrites the publish answer's SDP before it is applied (e.g. to point at a relay).
+    pub rewrite_answer: Option<Box<dyn Fn(&str) -> String + Send + Sync>>,
     /// RTCP delivered to the application through `TrackLocal::poll`, per sent track (kind).
     pub track_rtcp: Arc<Mutex<Vec<(RtpCodecKind, RtcpSeen)>>>,
     pub sent: Arc<Mutex<Vec<Sent>>>,
@@ -754,6 +756,7 @@ impl Publisher {
             video_ssrc,
             offer_sdp,
             answer_sdp: String::new(),
+            rewrite_answer: None,
             track_rtcp: Arc::new(Mutex::new(Vec::new())),
             sent: Arc::new(Mutex::new(Vec::new())),
             keyframe_wanted: Arc::new(AtomicBool::new(true)),
@@ -788,7 +791,11 @@ impl Publisher {
         assert_eq!(r["ok"], true, "publish of {} failed: {r}", self.user);
         self.answer_sdp = r["sdp"].as_str().expect("answer sdp").to_string();
         tracing::debug!(target: "media_test", user = %self.user, offer = %self.offer_sdp, answer = %self.answer_sdp, "publish");
-        let answer = RTCSessionDescription::answer(self.answer_sdp.clone()).expect("answer parses");
+        let answer_sdp = match &self.rewrite_answer {
+            Some(f) => f(&self.answer_sdp),
+            None => self.answer_sdp.clone(),
+        };
+        let answer = RTCSessionDescription::answer(answer_sdp).expect("answer parses");
         self.pc
             .pc
             .set_remote_description(answer)
@@ -1150,91 +1157,125 @@ pub fn assert_seq_contiguous(who: &str, received: &[RecvPacket]) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Lossy relay
+// Relay
 
-/// A UDP relay for one client: the client talks to `client_addr`, the relay talks to the server
-/// from its own socket. Datagrams from the server that are RTP of `drop_pt` are dropped with
+/// A UDP relay for one client, on two dedicated OS threads (so its timestamps do not depend on how
+/// busy the test's async runtime is): the client talks to `client_addr`, the relay talks to the
+/// server from its own socket. Datagrams from the server that are RTP of `drop_pt` are dropped with
 /// probability `drop_percent`% (xorshift PRNG with a fixed seed); everything else is forwarded.
+/// SRTCP keeps the first RTCP header in the clear, so the relay also logs the type of every RTCP
+/// datagram in both directions.
 pub struct LossyRelay {
     pub client_addr: SocketAddr,
     pub dropped: Arc<AtomicU64>,
     pub forwarded_rtp: Arc<AtomicU64>,
     /// Sequence numbers (from the clear RTP header) of the dropped datagrams.
     pub dropped_seqs: Arc<Mutex<Vec<u16>>>,
-    /// Client -> server SRTCP datagrams whose first packet is a generic NACK (PT 205, FMT 1;
-    /// the SRTCP header is sent in the clear).
+    /// Client -> server SRTCP datagrams whose first packet is a generic NACK (PT 205, FMT 1).
     pub nacks_up: Arc<AtomicU64>,
-    task: JoinHandle<()>,
+    /// Server -> client SRTCP datagrams: (arrival at the relay, packet type, FMT) of the first
+    /// packet of each.
+    pub rtcp_down: Arc<Mutex<Vec<(Instant, u8, u8)>>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// RTCP packet type and FMT of a datagram's first packet, if it is RTCP (RFC 5761 demux).
+fn rtcp_type(d: &[u8]) -> Option<(u8, u8)> {
+    (d.len() >= 8 && (128..192).contains(&d[0]) && (192..=223).contains(&d[1]))
+        .then(|| (d[1], d[0] & 0x1f))
 }
 
 impl LossyRelay {
+    /// A relay that forwards everything (a wire tap).
+    pub async fn passthrough(server: SocketAddr) -> LossyRelay {
+        Self::start(server, 0, 0, 1).await
+    }
+
     pub async fn start(
         server: SocketAddr,
         drop_pt: u8,
         drop_percent: u64,
         seed: u64,
     ) -> LossyRelay {
-        let a = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("relay socket a");
-        let b = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("relay socket b");
-        let client_addr = a.local_addr().unwrap();
-        let dropped = Arc::new(AtomicU64::new(0));
-        let forwarded_rtp = Arc::new(AtomicU64::new(0));
-        let dropped_seqs = Arc::new(Mutex::new(Vec::new()));
-        let nacks_up = Arc::new(AtomicU64::new(0));
-        let (d, f, ds, nu) = (
-            dropped.clone(),
-            forwarded_rtp.clone(),
-            dropped_seqs.clone(),
-            nacks_up.clone(),
-        );
-        let task = tokio::spawn(async move {
-            let mut client: Option<SocketAddr> = None;
-            let mut rng = seed.max(1);
-            let mut ba = vec![0u8; 2048];
-            let mut bb = vec![0u8; 2048];
-            loop {
-                tokio::select! {
-                    r = a.recv_from(&mut ba) => {
-                        let Ok((n, from)) = r else { continue };
-                        client = Some(from);
-                        if n >= 8 && (128..192).contains(&ba[0]) && ba[1] == 205 && ba[0] & 0x1f == 1 {
-                            nu.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let _ = b.send_to(&ba[..n], server).await;
-                    }
-                    r = b.recv_from(&mut bb) => {
-                        let Ok((n, _)) = r else { continue };
-                        let Some(to) = client else { continue };
-                        let data = &bb[..n];
-                        let is_rtp = n >= 12 && (128..192).contains(&data[0]) && !(192..=223).contains(&data[1]);
-                        if is_rtp && data[1] & 0x7f == drop_pt {
-                            rng ^= rng << 13;
-                            rng ^= rng >> 7;
-                            rng ^= rng << 17;
-                            if rng % 100 < drop_percent {
-                                d.fetch_add(1, Ordering::Relaxed);
-                                ds.lock().unwrap().push(u16::from_be_bytes([data[2], data[3]]));
-                                continue;
-                            }
-                            f.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let _ = a.send_to(data, to).await;
-                    }
-                }
-            }
-        });
-        LossyRelay {
-            client_addr,
-            dropped,
-            forwarded_rtp,
-            dropped_seqs,
-            nacks_up,
-            task,
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").expect("relay socket a");
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").expect("relay socket b");
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         }
+        let client_addr = a.local_addr().unwrap();
+        let mut relay = LossyRelay {
+            client_addr,
+            dropped: Arc::new(AtomicU64::new(0)),
+            forwarded_rtp: Arc::new(AtomicU64::new(0)),
+            dropped_seqs: Arc::new(Mutex::new(Vec::new())),
+            nacks_up: Arc::new(AtomicU64::new(0)),
+            rtcp_down: Arc::new(Mutex::new(Vec::new())),
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        };
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
+        let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+        // Client -> server.
+        let up = {
+            let (stop, client, nu) = (relay.stop.clone(), client.clone(), relay.nacks_up.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = a.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    *client.lock().unwrap() = Some(from);
+                    if rtcp_type(&buf[..n]) == Some((205, 1)) {
+                        nu.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = b.send_to(&buf[..n], server);
+                }
+            })
+        };
+        // Server -> client.
+        let down = {
+            let stop = relay.stop.clone();
+            let (d, f, ds, rd) = (
+                relay.dropped.clone(),
+                relay.forwarded_rtp.clone(),
+                relay.dropped_seqs.clone(),
+                relay.rtcp_down.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut rng = seed.max(1);
+                let mut buf = vec![0u8; 2048];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, _)) = b2.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let at = Instant::now();
+                    let Some(to) = *client.lock().unwrap() else {
+                        continue;
+                    };
+                    let data = &buf[..n];
+                    if let Some((pt, fmt)) = rtcp_type(data) {
+                        rd.lock().unwrap().push((at, pt, fmt));
+                    } else if n >= 12 && (128..192).contains(&data[0]) && data[1] & 0x7f == drop_pt
+                    {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        if rng % 100 < drop_percent {
+                            d.fetch_add(1, Ordering::Relaxed);
+                            ds.lock()
+                                .unwrap()
+                                .push(u16::from_be_bytes([data[2], data[3]]));
+                            continue;
+                        }
+                        f.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let _ = a2.send_to(data, to);
+                }
+            })
+        };
+        relay.threads = vec![up, down];
+        relay
     }
 
     /// Rewrites the server's host candidate(s) `server` in an SDP to this relay's client address.
@@ -1247,7 +1288,10 @@ impl LossyRelay {
 
 impl Drop for LossyRelay {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
     }
 }
 

@@ -6,6 +6,9 @@
 //! comes from `common`).
 #![allow(dead_code)]
 
+pub mod prom;
+pub mod receiver;
+
 pub use crate::common::{Client, Server, APP_A, APP_B, KEY_A, KEY_B, WAIT};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -24,20 +27,32 @@ pub const ADMIN: &str = "administrator";
 /// App R's `rest_rate_limit`.
 pub const R_RATE: usize = 5;
 
-/// The ops test config. `server_extra` is added to `[server]` and `app_a_extra` to app A's table
-/// (for `callback_url` and friends). App A: default role `anchor`, roles `anchor`, `anchor_sd`,
-/// `audience`, a generous REST rate. App B: default role `audience`, admin user `boss`. App R: REST
-/// rate limit 5.
+/// The ops test config. `server_extra` is added to `[server]` (its keys replace the defaults) and
+/// `app_a_extra` to app A's table (for `callback_url` and friends). App A: default role `anchor`,
+/// roles `anchor`, `anchor_sd`, `audience`, a generous REST rate. App B: default role `audience`,
+/// admin user `boss`. App R: REST rate limit 5.
 pub fn config_with(server_extra: &str, app_a_extra: &str) -> String {
+    // Defaults of `[server]`, each left out when `server_extra` sets the key.
+    let server: String = [
+        "http = \"127.0.0.1:0\"",
+        "reconnect_grace_secs = 5",
+        "auth_timeout_secs = 10",
+        "ping_interval_secs = 1",
+        "idle_timeout_secs = 3",
+    ]
+    .iter()
+    .filter(|line| {
+        let key = line.split(' ').next().unwrap_or("");
+        !server_extra
+            .lines()
+            .any(|l| l.split('=').next().map(str::trim) == Some(key))
+    })
+    .map(|line| format!("{line}\n"))
+    .collect();
     format!(
         r#"
 [server]
-http = "127.0.0.1:0"
-reconnect_grace_secs = 5
-auth_timeout_secs = 10
-ping_interval_secs = 1
-idle_timeout_secs = 3
-{server_extra}
+{server}{server_extra}
 
 [media]
 udp_port = 0
@@ -332,7 +347,8 @@ pub async fn enter_num(
     room: u32,
     role: Option<&str>,
 ) -> (Client, Value) {
-    let mut fields = json!({"sdk_app_id": app, "user_id": user, "user_sig": user_sig(app, user), "room_id": room});
+    let mut fields = json!({"sdk_app_id": app, "user_id": user, "user_sig": user_sig(app, user),
+                            "room_id": room});
     if let Some(role) = role {
         fields["role_name"] = json!(role);
     }
