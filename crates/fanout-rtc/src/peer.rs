@@ -119,6 +119,14 @@ pub fn build(now: Instant, ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, 
     let setting_engine = SettingEngineBuilder::new()
         .with_lite(true)
         .with_ice_credentials(ufrag.to_string(), pwd.to_string())
+        // `rtc` counts only STUN (not media) as a sign of life. Browsers check consent every ~5 s and
+        // libnice sends keepalives every 25 s, so allow 15 s of silence before "disconnected" and 30 s
+        // more before "failed" (which ends WHIP sessions).
+        .with_ice_timeouts(
+            Some(std::time::Duration::from_secs(15)),
+            Some(std::time::Duration::from_secs(30)),
+            Some(std::time::Duration::from_secs(2)),
+        )
         // We answer the publishing connection's offer as DTLS client, so our ClientHello puts
         // AES-GCM first and a browser picks it; AES-CM remains for peers without GCM.
         .with_answering_dtls_role(RTCDtlsRole::Client)
