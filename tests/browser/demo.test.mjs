@@ -8,7 +8,7 @@ let browser;
 
 before(async () => {
   server = await startServer('demo');
-  browser = await launchBrowser();
+  browser = await launchBrowser('demo');
 });
 
 after(async () => {

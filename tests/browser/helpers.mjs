@@ -177,6 +177,11 @@ export async function startServer(name) {
       configPath,
       /** The last 20 kB of the server's output. */
       tail: () => tail,
+      /** Lines of the server's Prometheus /metrics matching `re` (empty when there is no /metrics). */
+      metrics: async (re = /./) => {
+        const text = await fetch(`${base}/metrics`).then((r) => (r.ok ? r.text() : ''), () => '');
+        return text.split('\n').filter((l) => l && !l.startsWith('#') && re.test(l));
+      },
       /** A UserSig: from /v1/dev/usersig (dev_mode app), else from the CLI. */
       sig: (userId, app = APP) => userSig(base, userId, app),
       async stop() {
@@ -237,9 +242,18 @@ export const CHROMIUM_ARGS = [
   '--auto-accept-this-tab-capture',
 ];
 
-/** Launches Chromium (a fresh profile each time). */
-export function launchBrowser() {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000 });
+/**
+ * Launches Chromium (a fresh profile each time). With FANOUT_CHROMIUM_LOG=1 its own log (WebRTC
+ * warnings included, e.g. "Failed to unprotect SRTP packet") goes to target/browser-logs/<name>.chromium.log.
+ * @param {string} [name]
+ */
+export async function launchBrowser(name = 'browser') {
+  const options = { executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS], timeout: 30000 };
+  if (process.env.FANOUT_CHROMIUM_LOG === '1') {
+    await mkdir(LOG_DIR, { recursive: true });
+    options.args.push('--enable-logging', `--log-file=${path.join(LOG_DIR, `${name}.chromium.log`)}`, '--v=0', '--vmodule=*/webrtc/*=1');
+  }
+  return chromium.launch(options);
 }
 
 /**
@@ -391,7 +405,7 @@ export async function expectFlowing(page, label, expected, timeout = WAIT_MS) {
             problems.push(`${userId}/audio: packetsReceived not rising (${a?.inbound?.packetsReceived} -> ${b.inbound.packetsReceived})`);
           if (!(b.inbound.totalSamplesReceived > 0)) problems.push(`${userId}/audio: totalSamplesReceived ${b.inbound.totalSamplesReceived}`);
         } else if (!(b.inbound.framesDecoded > (a?.inbound?.framesDecoded || 0))) {
-          problems.push(`${userId}/${kind}: framesDecoded not rising (${a?.inbound?.framesDecoded} -> ${b.inbound.framesDecoded}; packets ${b.inbound.packetsReceived}, keyframes ${b.inbound.keyFramesDecoded})`);
+          problems.push(`${userId}/${kind}: framesDecoded not rising (${a?.inbound?.framesDecoded} -> ${b.inbound.framesDecoded}; packetsReceived ${a?.inbound?.packetsReceived} -> ${b.inbound.packetsReceived}, keyframes ${b.inbound.keyFramesDecoded}, PLIs sent ${b.inbound.pliCount})`);
         }
       }
       last = now;

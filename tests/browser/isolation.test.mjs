@@ -8,7 +8,7 @@ let browser;
 
 before(async () => {
   server = await startServer('isolation');
-  browser = await launchBrowser();
+  browser = await launchBrowser('isolation');
 });
 
 after(async () => {

@@ -9,7 +9,7 @@ let browser;
 
 before(async () => {
   server = await startServer('media');
-  browser = await launchBrowser();
+  browser = await launchBrowser('media');
 });
 
 after(async () => {
@@ -181,8 +181,14 @@ test('simulcast: a subscriber switches between the big and the small stream', as
         t.diagnostic(`${layer}: ${v.frameWidth}x${v.frameHeight}, ${v.framesDecoded} frames decoded, ${v.keyFramesDecoded} keyframes, ${v.pliCount} PLIs, ${v.framesDropped} dropped, ${v.freezeCount} freezes`);
       } catch (e) {
         const ts = await sub.evaluate(() => window.T.rtpTimestamps('pub', 'video', 1500));
-        const out = await pub.evaluate(() => window.T.outboundRtp());
-        e.message += `\nRTP timestamps arriving at sub (1.5 s): ${JSON.stringify(ts.slice(0, 40))}\npublisher layers: ${JSON.stringify(out)}`;
+        const out1 = await pub.evaluate(() => window.T.outboundRtp());
+        await sleep(1000);
+        const out2 = await pub.evaluate(() => window.T.outboundRtp());
+        const sending = out2.map((o) => `${o.rid} ${o.width}x${o.height} ${o.fps} fps, +${o.bytesSent - (out1.find((x) => x.rid === o.rid)?.bytesSent || 0)} bytes/s`);
+        const metrics = await server.metrics(/^fanout_(?!.*_bucket)/);
+        const pubEvents = await pub.evaluate(() => window.T.events.filter((x) => x.name !== 'connection-state'));
+        e.message += `\nRTP timestamps arriving at sub (1.5 s; empty = no packets for 10 s): ${JSON.stringify(ts.slice(0, 40))}` +
+          `\npublisher is sending: ${sending.join('; ')}\npublisher's events: ${JSON.stringify(pubEvents)}\nserver metrics: ${metrics.join(' | ').slice(0, 3000)}`;
         throw e;
       }
     }

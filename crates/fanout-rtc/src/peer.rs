@@ -139,7 +139,10 @@ pub fn build(now: Instant, ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, 
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_setting_engine(setting_engine)
         .with_media_engine(media_engine().map_err(err)?)
-        .with_interceptor_registry(Registry::new())
+        .with_interceptor_registry(Registry::new().with(
+            rtc::interceptor::Slot::from(14_000usize),
+            DeliverRtcp::default(),
+        ))
         .build(now)
         .map_err(err)
 }
@@ -152,4 +155,49 @@ pub fn ice_credentials() -> (String, String) {
         Alphanumeric.sample_string(&mut rng, 16),
         Alphanumeric.sample_string(&mut rng, 32),
     )
+}
+
+/// `rtc` drops inbound RTCP at the end of its interceptor chain unless an interceptor marks it for
+/// the application. We run no other interceptors (the router does NACK, PLI, reports and REMB), so
+/// this one marks every inbound RTCP packet for delivery and passes everything else through.
+#[derive(Default)]
+struct DeliverRtcp {
+    read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+    write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
+}
+
+impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()>
+    for DeliverRtcp
+{
+    type Rout = rtc::interceptor::TaggedPacket;
+    type Wout = rtc::interceptor::TaggedPacket;
+    type Eout = ();
+    type Error = rtc::shared::error::Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        if matches!(msg.message.packet, rtc::interceptor::Packet::Rtcp(_)) {
+            msg.message
+                .add(rtc::interceptor::Attribute::DeliverToApplication);
+        }
+        self.read.push_back(msg);
+        Ok(())
+    }
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read.pop_front()
+    }
+    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
+        self.write.push_back(msg);
+        Ok(())
+    }
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write.pop_front()
+    }
+}
+
+impl rtc::interceptor::Interceptor for DeliverRtcp {
+    fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
 }

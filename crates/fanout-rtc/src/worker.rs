@@ -637,34 +637,25 @@ impl Worker {
         }
     }
 
+    /// The subscribing connection is up (DTLS done): its pending down-tracks join the router now, so
+    /// nothing is forwarded into a connection that cannot encrypt yet and video starts at a keyframe.
     fn subscriber_connected(&mut self, id: ParticipantId) {
-        let Some(p) = self.participants.get(&id) else {
-            return;
-        };
-        let Some(sb) = p.subscriber.as_ref() else {
+        let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
         let room = p.room;
-        let requests: Vec<DownTrackId> = sb
-            .downs
-            .iter()
-            .filter(|d| d.in_router && d.kind != MediaKind::Audio)
-            .map(|d| d.id)
-            .collect();
-        if let Some(p) = self.participants.get_mut(&id) {
-            if let Some(sb) = p.subscriber.as_mut() {
-                sb.connected = true;
-            }
-        }
+        let Some(sb) = p.subscriber.as_mut() else {
+            return;
+        };
+        sb.connected = true;
+        let adds = if sb.awaiting_answer {
+            Vec::new()
+        } else {
+            pending_down_tracks(id, sb)
+        };
         let now = Instant::now();
-        for down_track in requests {
-            self.router_input(
-                room,
-                Input::Feedback {
-                    now,
-                    feedback: Feedback::KeyframeRequest { down_track },
-                },
-            );
+        for command in adds {
+            self.router_input(room, Input::Command { now, command });
         }
     }
 
@@ -1346,18 +1337,12 @@ impl Worker {
             .set_remote_description(now, desc)
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
         sb.awaiting_answer = false;
-        let mut adds = Vec::new();
-        for d in sb.downs.iter_mut().filter(|d| !d.in_router) {
-            d.in_router = true;
-            adds.push(Command::AddDownTrack {
-                id: d.id,
-                publication: d.publication,
-                subscriber: id,
-                ssrc: d.ssrc,
-                payload_type: d.payload_type,
-                layer: d.layer,
-            });
-        }
+        // Before the connection is up, down-tracks wait (subscriber_connected adds them).
+        let adds = if sb.connected {
+            pending_down_tracks(id, sb)
+        } else {
+            Vec::new()
+        };
         let again = sb.renegotiate;
         self.dirty.insert((id, Side::Subscriber));
         for command in adds {
@@ -1421,6 +1406,25 @@ impl Worker {
         }
         info!(participant = id.0, "participant's connections closed");
     }
+}
+
+/// AddDownTrack commands for the subscriber's down-tracks not yet in the router (marking them).
+fn pending_down_tracks(id: ParticipantId, sb: &mut SubPeer) -> Vec<Command> {
+    sb.downs
+        .iter_mut()
+        .filter(|d| !d.in_router)
+        .map(|d| {
+            d.in_router = true;
+            Command::AddDownTrack {
+                id: d.id,
+                publication: d.publication,
+                subscriber: id,
+                ssrc: d.ssrc,
+                payload_type: d.payload_type,
+                layer: d.layer,
+            }
+        })
+        .collect()
 }
 
 fn pc_in(

@@ -107,14 +107,18 @@ async fn two_subscribers_receive_the_publishers_payloads_byte_for_byte() {
             assert_eq!(tag, 1, "{who}: payload from alice");
         }
         let sent = o.sent(*kind);
-        let start = assert_contiguous_suffix(&who, sent, received);
-        assert_seq_contiguous(&who, received);
+        // Loopback does not reorder; a retransmission after a (rare) kernel drop would arrive late,
+        // so compare in sequence-number order.
+        let (ordered, late, dups) = in_seq_order(&who, received);
+        assert_seq_contiguous(&who, &ordered);
+        let start = assert_contiguous_suffix(&who, sent, &ordered);
         eprintln!(
-            "{who}: {} packets byte for byte (sent {}, received from #{start}), seq {}..={}",
-            received.len(),
+            "{who}: {} packets byte for byte (sent {}, received from #{start}), seq {}..={}, \
+             {late} out of order, {dups} duplicates",
+            ordered.len(),
             sent.len(),
-            received[0].seq,
-            received[received.len() - 1].seq
+            ordered[0].seq,
+            ordered[ordered.len() - 1].seq
         );
     }
 }

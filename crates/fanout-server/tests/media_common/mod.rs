@@ -1143,7 +1143,7 @@ pub fn assert_contiguous_suffix(who: &str, sent: &[Sent], received: &[RecvPacket
     start
 }
 
-/// Checks that sequence numbers in arrival order go up by exactly one each time.
+/// Checks that sequence numbers go up by exactly one from packet to packet, with no gap.
 pub fn assert_seq_contiguous(who: &str, received: &[RecvPacket]) {
     for w in received.windows(2) {
         assert_eq!(
@@ -1154,6 +1154,38 @@ pub fn assert_seq_contiguous(who: &str, received: &[RecvPacket]) {
             w[1].seq
         );
     }
+}
+
+/// The packets in sequence-number order (unwrapped relative to the first arrival), one per
+/// sequence number; also how many arrived out of order and how many were duplicates. Panics if two
+/// copies of one sequence number carry different payloads.
+pub fn in_seq_order(who: &str, received: &[RecvPacket]) -> (Vec<RecvPacket>, usize, usize) {
+    let Some(first) = received.first().map(|p| p.seq) else {
+        return (Vec::new(), 0, 0);
+    };
+    let mut by_seq: std::collections::BTreeMap<i32, RecvPacket> = std::collections::BTreeMap::new();
+    let mut dups = 0;
+    for p in received {
+        let ext = i32::from(p.seq.wrapping_sub(first) as i16);
+        match by_seq.get(&ext) {
+            Some(q) => {
+                assert_eq!(
+                    q.payload, p.payload,
+                    "{who}: two different payloads with seq {}",
+                    p.seq
+                );
+                dups += 1;
+            }
+            None => {
+                by_seq.insert(ext, p.clone());
+            }
+        }
+    }
+    let late = received
+        .windows(2)
+        .filter(|w| (w[1].seq.wrapping_sub(w[0].seq) as i16) < 0)
+        .count();
+    (by_seq.into_values().collect(), late, dups)
 }
 
 // ------------------------------------------------------------------------------------------------

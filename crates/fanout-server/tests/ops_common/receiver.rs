@@ -194,6 +194,16 @@ async fn serve(
         };
         (status, b.delay)
     };
+    // Record before answering: the server sends the next event as soon as it has the answer, and
+    // recording after it could let the next request's task record first.
+    let _ = tx.send(Recorded {
+        method,
+        path,
+        headers,
+        body,
+        status,
+        at,
+    });
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -206,14 +216,6 @@ async fn serve(
         format!("HTTP/1.1 {status} {text}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
     let _ = stream.write_all(reply.as_bytes()).await;
     let _ = stream.shutdown().await;
-    let _ = tx.send(Recorded {
-        method,
-        path,
-        headers,
-        body,
-        status,
-        at,
-    });
 }
 
 /// "EventType UserId Role Reason" of one callback, for readable comparisons.
