@@ -251,7 +251,7 @@ export async function launchBrowser(name = 'browser') {
   const options = { executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_ARGS], timeout: 30000 };
   if (process.env.FANOUT_CHROMIUM_LOG === '1') {
     await mkdir(LOG_DIR, { recursive: true });
-    options.args.push('--enable-logging', `--log-file=${path.join(LOG_DIR, `${name}.chromium.log`)}`, '--v=0', '--vmodule=*/webrtc/*=1');
+    options.args.push('--enable-logging=stderr', '--v=0', '--vmodule=*/webrtc/*=1');
   }
   return chromium.launch(options);
 }

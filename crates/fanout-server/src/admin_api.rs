@@ -24,7 +24,7 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub struct ApiError {
     status: StatusCode,
     error: String,
-    field: Option<&'static str>,
+    field: Option<String>,
 }
 
 impl ApiError {
@@ -35,11 +35,11 @@ impl ApiError {
             field: None,
         }
     }
-    fn field(status: StatusCode, field: &'static str, error: impl Into<String>) -> Self {
+    fn field(status: StatusCode, field: &str, error: impl Into<String>) -> Self {
         ApiError {
             status,
             error: error.into(),
-            field: Some(field),
+            field: Some(field.to_string()),
         }
     }
 }
@@ -99,6 +99,30 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/v1/apps/{app}/roles/{name}",
             put(put_role).delete(delete_role),
         )
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// A request body, or the JSON error for one that is too large or unreadable.
+type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
+
+fn body_bytes(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {MAX_BODY} bytes"),
+            )
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("unreadable body: {e}"))
+        }
+    })
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the scheme is case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Checks the app exists, the bearer token is its admin's UserSig, and the rate limit.
@@ -113,10 +137,20 @@ fn authorize(state: &AppState, app: &str, headers: &HeaderMap) -> Result<u32, Ap
             "no such application",
         ));
     };
+    // Counted before authentication, so guessing tokens is throttled too.
+    if !state.admin_limiter.allow(app, cfg.rest_rate_limit) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "more than {} requests per second for this app",
+                cfg.rest_rate_limit
+            ),
+        ));
+    }
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -128,15 +162,6 @@ fn authorize(state: &AppState, app: &str, headers: &HeaderMap) -> Result<u32, Ap
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             format!("admin UserSig rejected: {}", e.code()),
-        ));
-    }
-    if !state.admin_limiter.allow(app, cfg.rest_rate_limit) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "more than {} requests per second for this app",
-                cfg.rest_rate_limit
-            ),
         ));
     }
     Ok(app)
@@ -277,6 +302,13 @@ fn remove(
     let app = authorize(state, app, headers)?;
     let room = room?;
     let body = json_body(body)?;
+    if let Some(k) = body.keys().find(|k| k.as_str() != "user_ids") {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            k,
+            format!("unknown field `{k}`"),
+        ));
+    }
     let list = match body.get("user_ids") {
         Some(Value::Array(a)) => a,
         Some(_) => {
@@ -325,8 +357,9 @@ async fn remove_num(
     State(state): State<Arc<AppState>>,
     Path((app, room)): Path<(String, String)>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> ApiResult {
+    let body = body_bytes(body)?;
     remove(&state, &app, &headers, numeric_room(&room), &body)
 }
 
@@ -334,8 +367,9 @@ async fn remove_str(
     State(state): State<Arc<AppState>>,
     Path((app, room)): Path<(String, String)>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> ApiResult {
+    let body = body_bytes(body)?;
     remove(&state, &app, &headers, string_room(&room), &body)
 }
 
@@ -366,7 +400,7 @@ async fn put_role(
     State(state): State<Arc<AppState>>,
     Path((app, name)): Path<(String, String)>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Body,
 ) -> ApiResult {
     let app = authorize(&state, &app, &headers)?;
     if !valid_role_name(&name) {
@@ -376,28 +410,79 @@ async fn put_role(
             "a role name is 1..=32 letters, digits, `_` or `-`",
         ));
     }
-    let body = json_body(&body)?;
-    let role: RoleConfig = serde_json::from_value(Value::Object(body))
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("bad role parameters: {e}")))?;
-    for (field, v) in [
-        ("max_video_kbps", role.max_video_kbps),
-        ("max_width", role.max_width),
-        ("max_height", role.max_height),
-        ("max_fps", role.max_fps),
-        ("max_audio_kbps", role.max_audio_kbps),
-        ("max_sub_video_kbps", role.max_sub_video_kbps),
-    ] {
-        if v == 0 {
-            return Err(ApiError::field(
-                StatusCode::BAD_REQUEST,
-                field,
-                "must be at least 1",
-            ));
-        }
-    }
+    let role = role_from_json(&json_body(&body_bytes(body)?)?)?;
     let stored = role.clone();
     state.with_hub(|h| h.set_role(app, &name, role));
     Ok(Json(json!({"role_name": name, "limits": stored})))
+}
+
+/// The numeric role parameters and their defaults (as in docs/config.md).
+const ROLE_NUMBERS: [(&str, u32); 6] = [
+    ("max_video_kbps", 1500),
+    ("max_width", 1280),
+    ("max_height", 720),
+    ("max_fps", 30),
+    ("max_audio_kbps", 64),
+    ("max_sub_video_kbps", 1500),
+];
+
+/// Validates a role body field by field, naming the first bad one.
+fn role_from_json(obj: &serde_json::Map<String, Value>) -> Result<RoleConfig, ApiError> {
+    if let Some(k) = obj
+        .keys()
+        .find(|k| *k != "can_publish" && !ROLE_NUMBERS.iter().any(|(n, _)| n == k))
+    {
+        return Err(ApiError::field(
+            StatusCode::BAD_REQUEST,
+            k,
+            format!("unknown field `{k}`"),
+        ));
+    }
+    let can_publish = match obj.get("can_publish") {
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "can_publish",
+                "must be a boolean",
+            ))
+        }
+        None => {
+            return Err(ApiError::field(
+                StatusCode::BAD_REQUEST,
+                "can_publish",
+                "is required",
+            ))
+        }
+    };
+    let mut numbers = [0u32; 6];
+    for (slot, (field, default)) in numbers.iter_mut().zip(ROLE_NUMBERS) {
+        *slot = match obj.get(field) {
+            None => default,
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    ApiError::field(
+                        StatusCode::BAD_REQUEST,
+                        field,
+                        "must be a whole number from 1 to 4294967295",
+                    )
+                })?,
+        };
+    }
+    let [max_video_kbps, max_width, max_height, max_fps, max_audio_kbps, max_sub_video_kbps] =
+        numbers;
+    Ok(RoleConfig {
+        can_publish,
+        max_video_kbps,
+        max_width,
+        max_height,
+        max_fps,
+        max_audio_kbps,
+        max_sub_video_kbps,
+    })
 }
 
 async fn delete_role(

@@ -25,7 +25,7 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(60);
 
 /// The per-app queues.
 pub struct Callbacks {
-    queues: HashMap<u32, mpsc::Sender<Bytes>>,
+    queues: HashMap<u32, mpsc::Sender<(Callback, u64)>>,
     results: IntCounterVec,
 }
 
@@ -92,24 +92,24 @@ impl Callbacks {
         let Some(tx) = self.queues.get(&cb.app) else {
             return;
         };
-        let body = body_of(&cb, SystemTime::now());
-        if tx.try_send(body).is_err() {
+        let (app, event) = (cb.app, cb.event.event_type());
+        if tx.try_send((cb, unix_ms(SystemTime::now()))).is_err() {
             self.results.with_label_values(&["dropped"]).inc();
-            warn!(
-                app = cb.app,
-                event = cb.event.event_type(),
-                "callback queue full; event dropped"
-            );
+            warn!(app, event, "callback queue full; event dropped");
         }
     }
 }
 
-/// The JSON body, in TRTC's shape.
-pub fn body_of(cb: &Callback, now: SystemTime) -> Bytes {
-    let ms = now
-        .duration_since(UNIX_EPOCH)
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// The JSON body, in TRTC's shape: `EventTs`/`EventMsTs` say when the event happened,
+/// `CallbackTs` when this attempt is sent.
+pub fn body_of(cb: &Callback, event_ms: u64, callback_ms: u64) -> Bytes {
+    let ms = event_ms;
     let room = match &cb.room {
         RoomId::Num(n) => json!(n),
         RoomId::Str(s) => json!(s),
@@ -133,7 +133,7 @@ pub fn body_of(cb: &Callback, now: SystemTime) -> Bytes {
     let body = json!({
         "EventGroupId": cb.event.group(),
         "EventType": cb.event.event_type(),
-        "CallbackTs": ms,
+        "CallbackTs": callback_ms,
         "EventInfo": info,
     });
     Bytes::from(body.to_string())
@@ -149,14 +149,16 @@ pub fn sign(key: &str, body: &[u8]) -> String {
 
 async fn deliver_loop(
     target: Target,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<(Callback, u64)>,
     retry: Duration,
     results: IntCounterVec,
 ) {
-    while let Some(body) = rx.recv().await {
+    while let Some((cb, event_ms)) = rx.recv().await {
         let first = Instant::now();
         loop {
-            match tokio::time::timeout(ATTEMPT_TIMEOUT, post(&target, body.clone())).await {
+            // Each attempt is stamped (CallbackTs) and signed when it is sent, as TRTC does.
+            let body = body_of(&cb, event_ms, unix_ms(SystemTime::now()));
+            match tokio::time::timeout(ATTEMPT_TIMEOUT, post(&target, body)).await {
                 Ok(Ok(())) => {
                     results.with_label_values(&["ok"]).inc();
                     break;

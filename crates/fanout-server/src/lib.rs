@@ -154,7 +154,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     if state.config.apps.iter().any(|a| a.dev_mode) {
         router = router.route("/v1/dev/usersig", axum::routing::post(web::dev_usersig));
     }
-    router.with_state(state)
+    router
+        .fallback(|| async {
+            (
+                axum::http::StatusCode::NOT_FOUND,
+                axum::Json(serde_json::json!({"error": "no such resource"})),
+            )
+        })
+        .with_state(state)
 }
 
 /// `GET /readyz`: 200 while admitting users, 503 once shutdown began.

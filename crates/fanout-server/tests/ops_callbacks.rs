@@ -203,8 +203,8 @@ async fn receiver_down_then_back_gets_queued_events_in_order() {
     );
 }
 
-/// A receiver answering 500 gets the same event again (same body, same signature) a retry period
-/// later, and the later events follow in order.
+/// A receiver answering 500 gets the same event again a retry period later (the same event, with
+/// `CallbackTs` and `Sign` of the new attempt), and the later events follow in order.
 #[tokio::test]
 async fn receiver_500_then_200_is_retried() {
     let mut rx = Receiver::start().await;
@@ -227,8 +227,21 @@ async fn receiver_500_then_200_is_retried() {
     assert_eq!(failed.len(), 2, "two failed attempts: {failed:?}");
     for f in &failed {
         assert_eq!(f.status, 500);
-        assert_eq!(f.body, got[0].body, "the same event is retried unchanged");
-        assert_eq!(f.headers.get("sign"), got[0].headers.get("sign"));
+        let mut failed_json: serde_json::Value = serde_json::from_slice(&f.body).unwrap();
+        let mut got_json: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+        let (t_failed, t_got) = (
+            failed_json["CallbackTs"].as_u64().unwrap(),
+            got_json["CallbackTs"].as_u64().unwrap(),
+        );
+        assert!(t_failed < t_got, "each attempt is stamped when sent");
+        failed_json["CallbackTs"] = json!(0);
+        got_json["CallbackTs"] = json!(0);
+        assert_eq!(failed_json, got_json, "the same event is retried");
+        assert_eq!(
+            f.headers.get("sign").map(String::as_str),
+            Some(expected_sign(&f.body).as_str()),
+            "each attempt is signed over its own body"
+        );
     }
     for r in &got {
         check_envelope(r, &json!(7003), t0);

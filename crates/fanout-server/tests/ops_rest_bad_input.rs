@@ -93,7 +93,6 @@ async fn wrong_types_and_values_name_the_field() {
     let (mut alice, _bob) = room_with_two(&server).await;
     let bodies = [
         json!({}),
-        json!({"user_id": ["bob"]}),
         json!({"user_ids": "bob"}),
         json!({"user_ids": {"bob": true}}),
         json!({"user_ids": [1]}),
@@ -110,6 +109,14 @@ async fn wrong_types_and_values_name_the_field() {
         let r = post_raw(&server, "/rooms/1/remove_users", body.to_string()).await;
         assert_error(&r, 400, Some("user_ids"));
     }
+    // A misspelled key is named itself (the API accepts no other keys).
+    let r = post_raw(
+        &server,
+        "/rooms/1/remove_users",
+        json!({"user_id": ["bob"]}).to_string(),
+    )
+    .await;
+    assert_error(&r, 400, Some("user_id"));
     // Nobody was removed by any of them (not even bob, named in a bad list).
     alice.no_event_within(Duration::from_millis(200)).await;
 

@@ -1,6 +1,7 @@
 //! Harness of the operator-surface tests (server REST API, event callbacks, Prometheus metrics):
 //! a config with REST-friendly apps, a small HTTP/1.1 client (hyper) for the server's REST API and
-//! for Prometheus, admin tokens, URL encoding and bounded polling.
+//! for Prometheus, admin tokens, URL encoding and bounded polling. Submodules: [`receiver`], a real
+//! HTTP receiver of event callbacks that can fail or be slow; [`prom`], a real Prometheus server.
 //!
 //! Each test binary that uses it declares `mod common; mod ops_common;` (the WebSocket [`Client`]
 //! comes from `common`).
