@@ -203,3 +203,38 @@ test('simulcast: a subscriber switches between the big and the small stream', as
     }
   });
 });
+
+test('unpublish, publish again, and back to anchor after audience', async (t) => {
+  await withSession(t, browser, server, async (s) => {
+    const users = ['gus', 'hal'];
+    const pages = await roomOfPublishers(s, 1006, users);
+    const { gus, hal } = pages;
+    await waitInPage(hal, "hal: gus's video + audio", () => window.T.hasTrack('gus', 'video') && window.T.hasTrack('gus', 'audio'));
+    await expectFlowing(hal, 'hal', [{ userId: 'gus', kind: 'video' }]);
+
+    // Camera off: the video goes away at hal, the audio stays.
+    assert.ok(!(await gus.evaluate(() => window.T.call('unpublish', 'video'))).error);
+    await waitInPage(hal, "hal: stream_removed gus/video, track gone", () =>
+      window.T.eventsNamed('stream-removed', { user_id: 'gus', kind: 'video' }).length === 1 && !window.T.hasTrack('gus', 'video'));
+    await expectFlowing(hal, 'hal', [{ userId: 'gus', kind: 'audio' }]);
+
+    // Camera on again (a new capture): hal decodes it again.
+    const again = await gus.evaluate(async () => window.T.call('publish', { video: await window.T.client.startCamera() }));
+    assert.ok(!again.error, `publish again: ${JSON.stringify(again.error)}`);
+    await waitInPage(hal, "hal: gus's video again", () =>
+      window.T.eventsNamed('stream-added', { user_id: 'gus', kind: 'video' }).length === 2 && window.T.hasTrack('gus', 'video'));
+    await expectFlowing(hal, 'hal', [{ userId: 'gus', kind: 'video' }, { userId: 'gus', kind: 'audio' }]);
+
+    // Audience and back: publishing works again with the same tracks.
+    assert.ok(!(await gus.evaluate(() => window.T.call('switchRole', 'audience'))).error);
+    await waitInPage(hal, "hal: gus's streams gone", () => !window.T.hasTrack('gus', 'video') && !window.T.hasTrack('gus', 'audio'));
+    const back = await gus.evaluate(() => window.T.call('switchRole', 'anchor'));
+    assert.ok(!back.error, `switch back: ${JSON.stringify(back.error)}`);
+    const republish = await gus.evaluate(() =>
+      window.T.call('publish', { video: window.T.client.publishedTracks.get('video') || window.T.local.video, audio: window.T.local.audio }),
+    );
+    assert.ok(!republish.error, `publish after role round trip: ${JSON.stringify(republish.error)}`);
+    await waitInPage(hal, "hal: gus's streams back", () => window.T.hasTrack('gus', 'video') && window.T.hasTrack('gus', 'audio'));
+    await expectFlowing(hal, 'hal', [{ userId: 'gus', kind: 'video' }, { userId: 'gus', kind: 'audio' }]);
+  });
+});

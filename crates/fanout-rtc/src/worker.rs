@@ -166,6 +166,8 @@ struct SubPeer {
     downs: Vec<Down>,
     by_ssrc: HashMap<u32, DownTrackId>,
     awaiting_answer: bool,
+    /// Down-tracks in the offer that awaits its answer.
+    in_flight: Vec<DownTrackId>,
     renegotiate: bool,
     connected: bool,
 }
@@ -180,6 +182,8 @@ struct Down {
     payload_type: u8,
     layer: LayerPreference,
     in_router: bool,
+    /// Part of an offer the client has answered (its media section exists on both sides).
+    negotiated: bool,
 }
 
 impl Worker {
@@ -648,11 +652,8 @@ impl Worker {
             return;
         };
         sb.connected = true;
-        let adds = if sb.awaiting_answer {
-            Vec::new()
-        } else {
-            pending_down_tracks(id, sb)
-        };
+        // Down-tracks from answered offers start now; any still being negotiated follow their answer.
+        let adds = pending_down_tracks(id, sb);
         let now = Instant::now();
         for command in adds {
             self.router_input(room, Input::Command { now, command });
@@ -1177,6 +1178,7 @@ impl Worker {
                 downs: Vec::new(),
                 by_ssrc: HashMap::new(),
                 awaiting_answer: false,
+                in_flight: Vec::new(),
                 renegotiate: false,
                 connected: false,
             });
@@ -1259,6 +1261,7 @@ impl Worker {
                 payload_type: pt,
                 layer: LayerPreference::High,
                 in_router: false,
+                negotiated: false,
             });
             changed = true;
         }
@@ -1306,6 +1309,7 @@ impl Worker {
             return;
         }
         sb.awaiting_answer = true;
+        sb.in_flight = sb.downs.iter().map(|d| d.id).collect();
         sb.renegotiate = false;
         let mut tracks = Vec::new();
         for d in &sb.downs {
@@ -1337,6 +1341,10 @@ impl Worker {
             .set_remote_description(now, desc)
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
         sb.awaiting_answer = false;
+        let answered = std::mem::take(&mut sb.in_flight);
+        for d in sb.downs.iter_mut().filter(|d| answered.contains(&d.id)) {
+            d.negotiated = true;
+        }
         // Before the connection is up, down-tracks wait (subscriber_connected adds them).
         let adds = if sb.connected {
             pending_down_tracks(id, sb)
@@ -1412,7 +1420,7 @@ impl Worker {
 fn pending_down_tracks(id: ParticipantId, sb: &mut SubPeer) -> Vec<Command> {
     sb.downs
         .iter_mut()
-        .filter(|d| !d.in_router)
+        .filter(|d| d.negotiated && !d.in_router)
         .map(|d| {
             d.in_router = true;
             Command::AddDownTrack {
