@@ -225,6 +225,15 @@ test('unpublish, publish again, and back to anchor after audience', async (t) =>
       window.T.eventsNamed('stream-added', { user_id: 'gus', kind: 'video' }).length === 2 && window.T.hasTrack('gus', 'video'));
     await expectFlowing(hal, 'hal', [{ userId: 'gus', kind: 'video' }, { userId: 'gus', kind: 'audio' }]);
 
+    // Everything off, then everything on again.
+    assert.ok(!(await gus.evaluate(() => window.T.call('unpublish', 'audio'))).error);
+    assert.ok(!(await gus.evaluate(() => window.T.call('unpublish', 'video'))).error);
+    await waitInPage(hal, "hal: gus's streams gone", () => !window.T.hasTrack('gus', 'video') && !window.T.hasTrack('gus', 'audio'));
+    const all = await gus.evaluate(() => window.T.call('publish', { video: window.T.local.video, audio: window.T.local.audio }));
+    assert.ok(!all.error, `publish both again: ${JSON.stringify(all.error)}`);
+    await waitInPage(hal, "hal: gus's streams back after unpublishing both", () => window.T.hasTrack('gus', 'video') && window.T.hasTrack('gus', 'audio'));
+    await expectFlowing(hal, 'hal', [{ userId: 'gus', kind: 'video' }, { userId: 'gus', kind: 'audio' }]);
+
     // Audience and back: publishing works again with the same tracks.
     assert.ok(!(await gus.evaluate(() => window.T.call('switchRole', 'audience'))).error);
     await waitInPage(hal, "hal: gus's streams gone", () => !window.T.hasTrack('gus', 'video') && !window.T.hasTrack('gus', 'audio'));

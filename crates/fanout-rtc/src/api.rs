@@ -93,6 +93,15 @@ pub enum MediaCommand {
         kind: MediaKind,
         layer: LayerPreference,
     },
+    /// WHEP: the client's offer for a receive-only connection carrying `streams` (at most one audio
+    /// and one video; fixed for the session's life). Replies with the answer SDP.
+    WhepSubscribe {
+        participant: ParticipantId,
+        room: RoomId,
+        offer: String,
+        streams: Vec<StreamRef>,
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
     /// Tear down both connections of a participant.
     Remove { participant: ParticipantId },
 }

@@ -168,6 +168,8 @@ struct SubPeer {
     awaiting_answer: bool,
     /// Down-tracks in the offer that awaits its answer.
     in_flight: Vec<DownTrackId>,
+    /// A WHEP session: the client offered, its streams are fixed, it never renegotiates.
+    whep: bool,
     renegotiate: bool,
     connected: bool,
 }
@@ -964,6 +966,16 @@ impl Worker {
                     );
                 }
             }
+            MediaCommand::WhepSubscribe {
+                participant,
+                room,
+                offer,
+                streams,
+                reply,
+            } => {
+                let r = self.whep(participant, room, offer, streams);
+                let _ = reply.send(r);
+            }
             MediaCommand::Remove { participant } => self.remove_participant(participant),
         }
     }
@@ -1179,6 +1191,7 @@ impl Worker {
                 by_ssrc: HashMap::new(),
                 awaiting_answer: false,
                 in_flight: Vec::new(),
+                whep: false,
                 renegotiate: false,
                 connected: false,
             });
@@ -1186,6 +1199,9 @@ impl Worker {
         let Some(sb) = p.subscriber.as_mut() else {
             return;
         };
+        if sb.whep {
+            return; // negotiated once, by the client
+        }
         let mut changed = false;
         let mut removed = Vec::new();
         sb.downs.retain(|d| {
@@ -1217,31 +1233,8 @@ impl Worker {
                 Codec::Vp8
             });
             let ssrc = rand::random::<u32>() | 1;
-            let (mime, pt, clock, channels, fmtp) = codec_params(codec);
-            let track = MediaStreamTrack::new(
-                w.user_id.clone(),
-                format!("{}-{}", w.user_id, kind_name(w.kind)),
-                format!("{}-{}", w.user_id, kind_name(w.kind)),
-                if w.kind == MediaKind::Audio {
-                    RtpCodecKind::Audio
-                } else {
-                    RtpCodecKind::Video
-                },
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(ssrc),
-                        ..Default::default()
-                    },
-                    codec: RTCRtpCodec {
-                        mime_type: mime.to_string(),
-                        clock_rate: clock,
-                        channels,
-                        sdp_fmtp_line: fmtp.to_string(),
-                        rtcp_feedback: vec![],
-                    },
-                    ..Default::default()
-                }],
-            );
+            let pt = codec_params(codec).1;
+            let track = track_for(&w, codec, ssrc);
             let sender = match sb.pc.add_track(track) {
                 Ok(s) => s,
                 Err(e) => {
@@ -1323,6 +1316,118 @@ impl Worker {
             tracks,
         });
         self.dirty.insert((id, Side::Subscriber));
+    }
+
+    /// WHEP: answers the client's receive-only offer with up to one audio and one video stream.
+    fn whep(
+        &mut self,
+        id: ParticipantId,
+        room: RoomId,
+        offer: String,
+        streams: Vec<StreamRef>,
+    ) -> Result<String, MediaError> {
+        let now = Instant::now();
+        if self
+            .participants
+            .get(&id)
+            .is_some_and(|p| p.subscriber.is_some())
+        {
+            return Err(MediaError::Negotiation(
+                "this participant already has a subscribing connection".into(),
+            ));
+        }
+        let bundled = sdp::ensure_bundle(&offer).map_err(|e| MediaError::BadSdp(e.into()))?;
+        let added_bundle = bundled.is_some();
+        let offer = bundled.unwrap_or(offer);
+        let desc =
+            RTCSessionDescription::offer(offer).map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        // One audio and one video (camera preferred over screen share) among the streams that exist.
+        let mut chosen: Vec<(StreamRef, PublicationId, Option<Codec>)> = Vec::new();
+        for want in [MediaKind::Audio, MediaKind::Video, MediaKind::SubVideo] {
+            let is_video = want != MediaKind::Audio;
+            if is_video && chosen.iter().any(|(w, _, _)| w.kind != MediaKind::Audio) {
+                continue;
+            }
+            for w in streams
+                .iter()
+                .filter(|w| w.kind == want && w.publisher != id)
+            {
+                let Some(pb) = self
+                    .participants
+                    .get(&w.publisher)
+                    .and_then(|x| x.publisher.as_ref())
+                else {
+                    continue;
+                };
+                if let Some(publication) = pb.publications.get(&w.kind) {
+                    chosen.push((w.clone(), *publication, pb.codecs.get(publication).copied()));
+                    break;
+                }
+            }
+        }
+        if chosen.is_empty() {
+            return Err(MediaError::Negotiation(
+                "the room has no stream to play yet".into(),
+            ));
+        }
+        let candidate = self.host_candidate()?;
+        let (ufrag, pwd) = peer::ice_credentials();
+        let mut pc = peer::build(now, &ufrag, &pwd)?;
+        let neg = |e: rtc::shared::error::Error| MediaError::Negotiation(e.to_string());
+        pc.set_remote_description(now, desc)
+            .map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        pc.add_local_candidate(candidate).map_err(neg)?;
+        let mut downs = Vec::new();
+        for (w, publication, codec) in chosen {
+            let codec = codec.unwrap_or(if w.kind == MediaKind::Audio {
+                Codec::Opus
+            } else {
+                Codec::Vp8
+            });
+            let ssrc = rand::random::<u32>() | 1;
+            let sender = pc.add_track(track_for(&w, codec, ssrc)).map_err(neg)?;
+            downs.push((w, publication, codec, ssrc, sender));
+        }
+        let answer = pc.create_answer(None).map_err(neg)?;
+        pc.set_local_description(now, answer.clone()).map_err(neg)?;
+        let mut sb = SubPeer {
+            pc,
+            ufrag: ufrag.clone(),
+            downs: Vec::new(),
+            by_ssrc: HashMap::new(),
+            awaiting_answer: false,
+            in_flight: Vec::new(),
+            whep: true,
+            renegotiate: false,
+            connected: false,
+        };
+        for (w, publication, codec, ssrc, sender) in downs {
+            let (mime, default_pt, ..) = codec_params(codec);
+            let payload_type =
+                negotiated_payload_type(&mut sb.pc, sender, mime).unwrap_or(default_pt);
+            let down_id = DownTrackId(self.new_id());
+            sb.by_ssrc.insert(ssrc, down_id);
+            sb.downs.push(Down {
+                id: down_id,
+                publisher: w.publisher,
+                kind: w.kind,
+                publication,
+                sender,
+                ssrc,
+                payload_type,
+                layer: LayerPreference::High,
+                in_router: false,
+                negotiated: true,
+            });
+        }
+        self.participant_entry(id, room).subscriber = Some(sb);
+        self.by_ufrag.insert(ufrag, (id, Side::Subscriber));
+        self.dirty.insert((id, Side::Subscriber));
+        Ok(if added_bundle {
+            sdp::without_bundle_group(&answer.sdp)
+        } else {
+            answer.sdp
+        })
     }
 
     fn subscribe_answer(&mut self, id: ParticipantId, sdp: String) -> Result<(), MediaError> {
@@ -1433,6 +1538,51 @@ fn pending_down_tracks(id: ParticipantId, sb: &mut SubPeer) -> Vec<Command> {
             }
         })
         .collect()
+}
+
+/// The media track a subscriber receives for one stream: grouped by the publisher's UserID (so a
+/// browser syncs its audio and video) and carrying the publication's codec.
+fn track_for(w: &StreamRef, codec: Codec, ssrc: u32) -> MediaStreamTrack {
+    let (mime, _, clock, channels, fmtp) = codec_params(codec);
+    MediaStreamTrack::new(
+        w.user_id.clone(),
+        format!("{}-{}", w.user_id, kind_name(w.kind)),
+        format!("{}-{}", w.user_id, kind_name(w.kind)),
+        if w.kind == MediaKind::Audio {
+            RtpCodecKind::Audio
+        } else {
+            RtpCodecKind::Video
+        },
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: RTCRtpCodec {
+                mime_type: mime.to_string(),
+                clock_rate: clock,
+                channels,
+                sdp_fmtp_line: fmtp.to_string(),
+                rtcp_feedback: vec![],
+            },
+            ..Default::default()
+        }],
+    )
+}
+
+/// The payload type the remote side uses for `mime` on this sender (clients number codecs their way).
+fn negotiated_payload_type(
+    pc: &mut RTCPeerConnection,
+    sender: RTCRtpSenderId,
+    mime: &str,
+) -> Option<u8> {
+    let mut s = pc.rtp_sender(sender)?;
+    s.get_parameters()
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+        .map(|c| c.payload_type)
 }
 
 fn pc_in(

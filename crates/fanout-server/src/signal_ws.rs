@@ -215,7 +215,7 @@ pub async fn complete(state: &AppState, reply: Reply) -> Result<serde_json::Valu
 }
 
 /// Sends a command to a media worker and waits (bounded) for its answer.
-async fn media_call<T>(
+pub async fn media_call<T>(
     state: &AppState,
     room: fanout_forward::RoomId,
     cmd: MediaCommand,

@@ -1,8 +1,9 @@
-//! WHIP (RFC 9725) ingest: `POST /v1/whip/{sdk_app_id}/{room}` with a UserSig as bearer token and
-//! an SDP offer enters the room as the token's user and publishes; the `Location` it returns is the
-//! session, and `DELETE` on it leaves. A WHIP session is an HTTP "headless" connection of the hub: it
-//! has the same roles, limits and privileges as a WebSocket user, and others see it like any
-//! publisher. It also leaves when its peer connection fails.
+//! WHIP (RFC 9725) and WHEP: `POST /v1/whip/{sdk_app_id}/{room}` with a UserSig as bearer token and
+//! an SDP offer enters the room as the token's user and publishes; `POST /v1/whep/...` enters and
+//! plays the room's streams (one audio, one video, negotiated once). The `Location` returned is the
+//! session, and `DELETE` on it leaves. A session is an HTTP "headless" connection of the hub: it has
+//! the same roles, limits and privileges as a WebSocket user, and others see it like any member. It
+//! also leaves when its peer connection fails.
 
 use crate::signal_ws::complete;
 use crate::AppState;
@@ -40,6 +41,9 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/whip/{app}/{room}", post(publish_num))
         .route("/v1/whip/{app}/str/{room}", post(publish_str))
         .route("/v1/whip/sessions/{id}", delete(end_session))
+        .route("/v1/whep/{app}/{room}", post(play_num))
+        .route("/v1/whep/{app}/str/{room}", post(play_str))
+        .route("/v1/whep/sessions/{id}", delete(end_session))
 }
 
 fn problem(status: StatusCode, text: impl Into<String>) -> Response {
@@ -102,6 +106,31 @@ pub fn tracks_of(sdp: &str) -> Vec<(String, StreamKind)> {
     out
 }
 
+/// Which HTTP media protocol a request speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// WHIP: the client publishes.
+    Whip,
+    /// WHEP: the client plays the room's streams.
+    Whep,
+}
+
+fn numeric_room(room: &str) -> Result<RoomId, Response> {
+    room.parse::<u64>()
+        .ok()
+        .and_then(|n| RoomId::numeric(n).ok())
+        .ok_or_else(|| {
+            problem(
+                StatusCode::BAD_REQUEST,
+                "room must be an integer in 1..=4294967294",
+            )
+        })
+}
+
+fn string_room(room: &str) -> Result<RoomId, Response> {
+    RoomId::string(room).map_err(|e| problem(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
 async fn publish_num(
     State(state): State<Arc<AppState>>,
     Path((app, room)): Path<(String, String)>,
@@ -109,20 +138,10 @@ async fn publish_num(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let room = match room
-        .parse::<u64>()
-        .map_err(|_| ())
-        .and_then(|n| RoomId::numeric(n).map_err(|_| ()))
-    {
-        Ok(r) => r,
-        Err(()) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "room must be an integer in 1..=4294967294",
-            )
-        }
-    };
-    publish(&state, &app, room, q, &headers, &body).await
+    match numeric_room(&room) {
+        Ok(room) => session(&state, Kind::Whip, &app, room, q, &headers, &body).await,
+        Err(r) => r,
+    }
 }
 
 async fn publish_str(
@@ -132,15 +151,43 @@ async fn publish_str(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let room = match RoomId::string(&room) {
-        Ok(r) => r,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    publish(&state, &app, room, q, &headers, &body).await
+    match string_room(&room) {
+        Ok(room) => session(&state, Kind::Whip, &app, room, q, &headers, &body).await,
+        Err(r) => r,
+    }
 }
 
-async fn publish(
+async fn play_num(
+    State(state): State<Arc<AppState>>,
+    Path((app, room)): Path<(String, String)>,
+    Query(q): Query<WhipQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match numeric_room(&room) {
+        Ok(room) => session(&state, Kind::Whep, &app, room, q, &headers, &body).await,
+        Err(r) => r,
+    }
+}
+
+async fn play_str(
+    State(state): State<Arc<AppState>>,
+    Path((app, room)): Path<(String, String)>,
+    Query(q): Query<WhipQuery>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match string_room(&room) {
+        Ok(room) => session(&state, Kind::Whep, &app, room, q, &headers, &body).await,
+        Err(r) => r,
+    }
+}
+
+/// One WHIP or WHEP session: checks the request, enters the room as the token's user on a headless
+/// connection, negotiates, and answers 201 with the SDP and the session's Location.
+async fn session(
     state: &Arc<AppState>,
+    kind: Kind,
     app: &str,
     room: RoomId,
     q: WhipQuery,
@@ -169,7 +216,11 @@ async fn publish(
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| t.trim())
+        })
     else {
         return problem(
             StatusCode::UNAUTHORIZED,
@@ -207,28 +258,15 @@ async fn publish(
         state.with_hub(|h| h.disconnect(conn, Now::system()));
         return problem(status_of(&e), format!("{} ({})", e, e.code()));
     }
-    let published = match state.with_hub(|h| {
-        h.handle(
-            conn,
-            Request::Publish {
-                sdp: offer.to_string(),
-                tracks,
-            },
-            Now::system(),
-        )
-    }) {
-        Ok(reply) => complete(state, reply).await,
-        Err(e) => Err(e),
+    let negotiated = match kind {
+        Kind::Whip => publish_offer(state, conn, offer, tracks).await,
+        Kind::Whep => play_offer(state, conn, offer).await,
     };
-    let answer = match published {
-        Ok(v) => v
-            .get("sdp")
-            .and_then(|s| s.as_str())
-            .unwrap_or_default()
-            .to_string(),
-        Err(e) => {
+    let answer = match negotiated {
+        Ok(answer) => answer,
+        Err(response) => {
             leave(state, conn);
-            return problem(status_of(&e), format!("{} ({})", e, e.code()));
+            return response;
         }
     };
     let id = format!("{:016x}{:016x}", rand_u64(), conn);
@@ -238,16 +276,78 @@ async fn publish(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(id.clone(), conn);
-    tracing::info!(user = %user_id, room = %room, session = %id, "WHIP session started");
+    let prefix = match kind {
+        Kind::Whip => "whip",
+        Kind::Whep => "whep",
+    };
+    tracing::info!(user = %user_id, room = %room, session = %id, protocol = prefix, "HTTP media session started");
     (
         StatusCode::CREATED,
         [
             (header::CONTENT_TYPE, "application/sdp".to_string()),
-            (header::LOCATION, format!("/v1/whip/sessions/{id}")),
+            (header::LOCATION, format!("/v1/{prefix}/sessions/{id}")),
         ],
         answer,
     )
         .into_response()
+}
+
+/// WHIP: publishes the offer's tracks like a WebSocket `publish`.
+async fn publish_offer(
+    state: &Arc<AppState>,
+    conn: ConnId,
+    offer: &str,
+    tracks: Vec<(String, StreamKind)>,
+) -> Result<String, Response> {
+    let request = Request::Publish {
+        sdp: offer.to_string(),
+        tracks,
+    };
+    let published = match state.with_hub(|h| h.handle(conn, request, Now::system())) {
+        Ok(reply) => complete(state, reply).await,
+        Err(e) => Err(e),
+    };
+    published
+        .map(|v| {
+            v.get("sdp")
+                .and_then(|s| s.as_str())
+                .unwrap_or_default()
+                .to_string()
+        })
+        .map_err(|e| problem(status_of(&e), format!("{} ({})", e, e.code())))
+}
+
+/// WHEP: answers the client's receive-only offer with the room's streams this user may receive.
+async fn play_offer(state: &Arc<AppState>, conn: ConnId, offer: &str) -> Result<String, Response> {
+    let (target, streams) = state
+        .with_hub(|h| h.wanted_now(conn))
+        .map_err(|e| problem(status_of(&e), format!("{} ({})", e, e.code())))?;
+    if streams.is_empty() {
+        return Err(problem(
+            StatusCode::CONFLICT,
+            "the room has no stream this user may receive yet",
+        ));
+    }
+    let (participant, room) = crate::media_glue::ids(target);
+    let streams = streams
+        .into_iter()
+        .map(|s| fanout_rtc::StreamRef {
+            publisher: fanout_forward::ParticipantId(s.publisher),
+            kind: crate::media_glue::kind_to_media(s.kind),
+            user_id: s.user_id,
+        })
+        .collect();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let cmd = fanout_rtc::MediaCommand::WhepSubscribe {
+        participant,
+        room,
+        offer: offer.to_string(),
+        streams,
+        reply: tx,
+    };
+    crate::signal_ws::media_call(state, room, cmd, rx)
+        .await
+        .map_err(|e| problem(StatusCode::BAD_REQUEST, format!("{} ({})", e, e.code())))
 }
 
 fn leave(state: &AppState, conn: ConnId) {
@@ -269,7 +369,7 @@ async fn end_session(State(state): State<Arc<AppState>>, Path(id): Path<String>)
             leave(&state, conn);
             StatusCode::OK.into_response()
         }
-        None => problem(StatusCode::NOT_FOUND, "no such WHIP session"),
+        None => problem(StatusCode::NOT_FOUND, "no such session"),
     }
 }
 

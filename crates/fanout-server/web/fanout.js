@@ -493,18 +493,18 @@ export class FanoutClient extends EventTarget {
     this.roleName = reply.role_name;
     this.limits = reply.limits;
     if (reply.limits && reply.limits.can_publish === false) {
-      // The server already stopped forwarding our streams; stop sending them. The transceivers are
-      // stopped (not just emptied) so that publishing again after a switch back uses new mids and
-      // SSRCs, exactly like a first publish. The connection itself stays up.
+      // The server already stopped forwarding our streams; stop sending them. The transceivers
+      // stay (inactive, without a track) so the connection keeps its transport: publishing again
+      // after switching back reuses them. No renegotiation: the server refuses `publish` now.
       await this._pubQueue.run(async () => {
         for (const tr of this._pubTransceivers.values()) {
+          await tr.sender.replaceTrack(null).catch(() => {});
           try {
-            tr.stop();
+            tr.direction = 'inactive';
           } catch {
             /* closed */
           }
         }
-        this._pubTransceivers.clear();
         this._published.clear();
       });
     }
@@ -629,6 +629,11 @@ export class FanoutClient extends EventTarget {
       const undo = [];
       for (const [kind, track] of wanted) {
         let tr = this._pubTransceivers.get(kind);
+        if (tr && (tr.stopped || tr.currentDirection === 'stopped')) {
+          // Rejected by an earlier answer: the kind needs a new media section.
+          this._pubTransceivers.delete(kind);
+          tr = undefined;
+        }
         if (!tr) {
           const init = { direction: 'sendonly', streams: [this._localStream] };
           if (kind === 'video' && options.simulcast) init.sendEncodings = simulcastEncodings(track);
@@ -678,14 +683,8 @@ export class FanoutClient extends EventTarget {
       const tr = this._pubTransceivers.get(kind);
       if (!tr || !this._published.has(kind)) return;
       this._published.delete(kind);
-      // A stopped transceiver is rejected (port 0) in the next offer; publishing the kind again
-      // takes a new one, hence a new mid and SSRC the server sees as a new stream.
-      this._pubTransceivers.delete(kind);
-      try {
-        tr.stop();
-      } catch {
-        /* closed */
-      }
+      await tr.sender.replaceTrack(null).catch(() => {});
+      tr.direction = 'inactive';
       await this._negotiatePublisher();
     });
   }

@@ -948,31 +948,51 @@ impl Hub {
         let Some(room) = self.apps.get(&app_id).and_then(|a| a.rooms.get(room_id)) else {
             return;
         };
-        for (key, m) in &room.members {
-            let streams: Vec<WantedStream> = room
-                .members
-                .iter()
-                .filter(|(k, _)| *k != key)
-                .flat_map(|(k, p)| {
-                    p.streams
-                        .iter()
-                        .filter(|kind| m.privileges & kind.recv_bit() != 0)
-                        .filter(|kind| !m.muted.contains(&(k.clone(), **kind)))
-                        .map(|kind| WantedStream {
-                            publisher: p.participant,
-                            kind: *kind,
-                            user_id: p.user.as_str().to_string(),
-                        })
-                })
-                .collect();
-            self.media.push_back(MediaOut::SetSubscriptions {
+        // HTTP sessions (WHIP/WHEP) negotiate once over HTTP; only WebSocket users are re-offered.
+        let headless = |m: &Member| {
+            m.conn
+                .and_then(|c| self.conns.get(&c))
+                .is_some_and(|c| c.headless)
+        };
+        let sets: Vec<MediaOut> = room
+            .members
+            .iter()
+            .filter(|(_, m)| !headless(m))
+            .map(|(key, m)| MediaOut::SetSubscriptions {
                 target: MediaTarget {
                     participant: m.participant,
                     room: room.handle,
                 },
-                streams,
-            });
-        }
+                streams: wanted_streams(room, key, m),
+            })
+            .collect();
+        self.media.extend(sets);
+    }
+
+    /// The streams the member on `conn` should receive now, with its media ids (for WHEP, which
+    /// negotiates them once).
+    pub fn wanted_now(
+        &self,
+        conn: ConnId,
+    ) -> Result<(MediaTarget, Vec<WantedStream>), SignalError> {
+        let seat = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.seat.as_ref())
+            .ok_or(SignalError::NotInRoom)?;
+        let room = self
+            .apps
+            .get(&seat.app)
+            .and_then(|a| a.rooms.get(&seat.room))
+            .ok_or(SignalError::NotInRoom)?;
+        let member = room.members.get(&seat.user).ok_or(SignalError::NotInRoom)?;
+        Ok((
+            MediaTarget {
+                participant: member.participant,
+                room: room.handle,
+            },
+            wanted_streams(room, &seat.user, member),
+        ))
     }
 
     /// Queues `event` for every connected member of the seat's room except the seat's user who
@@ -1336,6 +1356,26 @@ impl Hub {
         out.sort_by(|a, b| a.room.cmp(&b.room));
         out
     }
+}
+
+/// What member `m` (key `key`) of `room` may and wants to receive: others' streams it has the
+/// receive privilege for and has not turned off.
+fn wanted_streams(room: &Room, key: &str, m: &Member) -> Vec<WantedStream> {
+    room.members
+        .iter()
+        .filter(|(k, _)| k.as_str() != key)
+        .flat_map(|(k, p)| {
+            p.streams
+                .iter()
+                .filter(|kind| m.privileges & kind.recv_bit() != 0)
+                .filter(|kind| !m.muted.contains(&(k.clone(), **kind)))
+                .map(|kind| WantedStream {
+                    publisher: p.participant,
+                    kind: *kind,
+                    user_id: p.user.as_str().to_string(),
+                })
+        })
+        .collect()
 }
 
 /// Live connections of everyone in `room` except `user_key`.

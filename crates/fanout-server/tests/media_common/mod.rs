@@ -454,8 +454,8 @@ impl RecvTrack {
 }
 
 /// The parts every client peer connection has.
-struct Pc {
-    pc: Arc<dyn PeerConnection>,
+pub struct Pc {
+    pub pc: Arc<dyn PeerConnection>,
     gathered: watch::Receiver<bool>,
     state: watch::Receiver<RTCPeerConnectionState>,
     tracks: Arc<Mutex<Vec<Arc<RecvTrack>>>>,
@@ -463,7 +463,7 @@ struct Pc {
     rtcp: Arc<Mutex<Vec<RtcpSeen>>>,
 }
 
-async fn build_pc(name: &str, default_interceptors: bool) -> Pc {
+pub async fn build_pc(name: &str, default_interceptors: bool) -> Pc {
     let mut m = media_engine();
     let mut registry = Registry::new();
     if default_interceptors {
@@ -509,14 +509,14 @@ async fn build_pc(name: &str, default_interceptors: bool) -> Pc {
 }
 
 impl Pc {
-    async fn wait_gathered(&mut self) {
+    pub async fn wait_gathered(&mut self) {
         tokio::time::timeout(Duration::from_secs(10), self.gathered.wait_for(|g| *g))
             .await
             .expect("ICE gathering completes within 10 s")
             .expect("handler alive");
     }
 
-    async fn wait_connected(&mut self, who: &str) {
+    pub async fn wait_connected(&mut self, who: &str) {
         let r = tokio::time::timeout(
             Duration::from_secs(15),
             self.state.wait_for(|s| {
@@ -545,7 +545,7 @@ impl Pc {
         self.tracks.lock().unwrap().clone()
     }
 
-    async fn wait_track(&self, kind: RtpCodecKind, within: Duration) -> Arc<RecvTrack> {
+    pub async fn wait_track(&self, kind: RtpCodecKind, within: Duration) -> Arc<RecvTrack> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.track_added.notified();
