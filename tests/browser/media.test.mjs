@@ -213,7 +213,8 @@ test('unpublish, publish again, and back to anchor after audience', async (t) =>
     await expectFlowing(hal, 'hal', [{ userId: 'gus', kind: 'video' }]);
 
     // Camera off: the video goes away at hal, the audio stays.
-    assert.ok(!(await gus.evaluate(() => window.T.call('unpublish', 'video'))).error);
+    const off = await gus.evaluate(() => window.T.call('unpublish', 'video'));
+    assert.ok(!off.error, `unpublish video: ${JSON.stringify(off.error)}`);
     await waitInPage(hal, "hal: stream_removed gus/video, track gone", () =>
       window.T.eventsNamed('stream-removed', { user_id: 'gus', kind: 'video' }).length === 1 && !window.T.hasTrack('gus', 'video'));
     await expectFlowing(hal, 'hal', [{ userId: 'gus', kind: 'audio' }]);
@@ -226,8 +227,10 @@ test('unpublish, publish again, and back to anchor after audience', async (t) =>
     await expectFlowing(hal, 'hal', [{ userId: 'gus', kind: 'video' }, { userId: 'gus', kind: 'audio' }]);
 
     // Everything off, then everything on again.
-    assert.ok(!(await gus.evaluate(() => window.T.call('unpublish', 'audio'))).error);
-    assert.ok(!(await gus.evaluate(() => window.T.call('unpublish', 'video'))).error);
+    for (const kind of ['audio', 'video']) {
+      const r = await gus.evaluate((k) => window.T.call('unpublish', k), kind);
+      assert.ok(!r.error, `unpublish ${kind}: ${JSON.stringify(r.error)}`);
+    }
     await waitInPage(hal, "hal: gus's streams gone", () => !window.T.hasTrack('gus', 'video') && !window.T.hasTrack('gus', 'audio'));
     const all = await gus.evaluate(() => window.T.call('publish', { video: window.T.local.video, audio: window.T.local.audio }));
     assert.ok(!all.error, `publish both again: ${JSON.stringify(all.error)}`);
@@ -235,7 +238,8 @@ test('unpublish, publish again, and back to anchor after audience', async (t) =>
     await expectFlowing(hal, 'hal', [{ userId: 'gus', kind: 'video' }, { userId: 'gus', kind: 'audio' }]);
 
     // Audience and back: publishing works again with the same tracks.
-    assert.ok(!(await gus.evaluate(() => window.T.call('switchRole', 'audience'))).error);
+    const aud = await gus.evaluate(() => window.T.call('switchRole', 'audience'));
+    assert.ok(!aud.error, `switch to audience: ${JSON.stringify(aud.error)}`);
     await waitInPage(hal, "hal: gus's streams gone", () => !window.T.hasTrack('gus', 'video') && !window.T.hasTrack('gus', 'audio'));
     const back = await gus.evaluate(() => window.T.call('switchRole', 'anchor'));
     assert.ok(!back.error, `switch back: ${JSON.stringify(back.error)}`);

@@ -676,7 +676,7 @@ impl Worker {
     }
 
     fn router_input(&mut self, room: RoomId, input: Input) {
-        let router = self.routers.entry(room).or_insert_with(Router::new);
+        let router = self.routers.entry(room).or_default();
         router.handle_input(input);
         let now = Instant::now();
         while let Some(out) = self.routers.get_mut(&room).and_then(Router::poll_output) {

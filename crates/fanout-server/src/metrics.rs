@@ -155,11 +155,13 @@ impl Metrics {
         let mut keyframes = [0u64; 2];
         let mut dropped = [0u64; 4];
         for (n, w) in state.media.stats().iter().enumerate() {
-            for i in 0..3 {
-                sums[0][i] += w.packets_in[i].load(Ordering::Relaxed);
-                sums[1][i] += w.bytes_in[i].load(Ordering::Relaxed);
-                sums[2][i] += w.packets_out[i].load(Ordering::Relaxed);
-                sums[3][i] += w.bytes_out[i].load(Ordering::Relaxed);
+            for (sum, counters) in sums
+                .iter_mut()
+                .zip([&w.packets_in, &w.bytes_in, &w.packets_out, &w.bytes_out])
+            {
+                for (s, c) in sum.iter_mut().zip(counters.iter()) {
+                    *s += c.load(Ordering::Relaxed);
+                }
             }
             nacks[0] += w.nacks_received.load(Ordering::Relaxed);
             nacks[1] += w.nacks_served.load(Ordering::Relaxed);

@@ -46,13 +46,22 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/whep/sessions/{id}", delete(end_session))
 }
 
-fn problem(status: StatusCode, text: impl Into<String>) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        text.into(),
-    )
-        .into_response()
+/// A plain-text HTTP error (WHIP/WHEP clients show the body to people).
+pub struct Problem(StatusCode, String);
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.1,
+        )
+            .into_response()
+    }
+}
+
+fn problem(status: StatusCode, text: impl Into<String>) -> Problem {
+    Problem(status, text.into())
 }
 
 /// Maps a signalling error to the HTTP status a WHIP client understands.
@@ -115,7 +124,7 @@ enum Kind {
     Whep,
 }
 
-fn numeric_room(room: &str) -> Result<RoomId, Response> {
+fn numeric_room(room: &str) -> Result<RoomId, Problem> {
     room.parse::<u64>()
         .ok()
         .and_then(|n| RoomId::numeric(n).ok())
@@ -127,7 +136,7 @@ fn numeric_room(room: &str) -> Result<RoomId, Response> {
         })
 }
 
-fn string_room(room: &str) -> Result<RoomId, Response> {
+fn string_room(room: &str) -> Result<RoomId, Problem> {
     RoomId::string(room).map_err(|e| problem(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
@@ -140,7 +149,7 @@ async fn publish_num(
 ) -> Response {
     match numeric_room(&room) {
         Ok(room) => session(&state, Kind::Whip, &app, room, q, &headers, &body).await,
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -153,7 +162,7 @@ async fn publish_str(
 ) -> Response {
     match string_room(&room) {
         Ok(room) => session(&state, Kind::Whip, &app, room, q, &headers, &body).await,
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -166,7 +175,7 @@ async fn play_num(
 ) -> Response {
     match numeric_room(&room) {
         Ok(room) => session(&state, Kind::Whep, &app, room, q, &headers, &body).await,
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -179,7 +188,7 @@ async fn play_str(
 ) -> Response {
     match string_room(&room) {
         Ok(room) => session(&state, Kind::Whep, &app, room, q, &headers, &body).await,
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -195,7 +204,7 @@ async fn session(
     body: &[u8],
 ) -> Response {
     let Ok(sdk_app_id) = app.parse::<u64>() else {
-        return problem(StatusCode::NOT_FOUND, "no such application");
+        return problem(StatusCode::NOT_FOUND, "no such application").into_response();
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -205,13 +214,13 @@ async fn session(
         return problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the offer must be application/sdp",
-        );
+        ).into_response();
     }
     if body.len() > MAX_SDP {
-        return problem(StatusCode::PAYLOAD_TOO_LARGE, "offer larger than 64 KiB");
+        return problem(StatusCode::PAYLOAD_TOO_LARGE, "offer larger than 64 KiB").into_response();
     }
     let Ok(offer) = std::str::from_utf8(body) else {
-        return problem(StatusCode::BAD_REQUEST, "the offer is not UTF-8");
+        return problem(StatusCode::BAD_REQUEST, "the offer is not UTF-8").into_response();
     };
     let Some(token) = headers
         .get(header::AUTHORIZATION)
@@ -225,20 +234,20 @@ async fn session(
         return problem(
             StatusCode::UNAUTHORIZED,
             "Authorization: Bearer <UserSig> is required",
-        );
+        ).into_response();
     };
     let Some(user_id) = token_identifier(token) else {
         return problem(
             StatusCode::UNAUTHORIZED,
             "the bearer token is not a UserSig",
-        );
+        ).into_response();
     };
     let tracks = tracks_of(offer);
     if tracks.is_empty() {
         return problem(
             StatusCode::BAD_REQUEST,
             "the offer has no audio or video section",
-        );
+        ).into_response();
     }
 
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -256,7 +265,7 @@ async fn session(
     });
     if let Err(e) = entered {
         state.with_hub(|h| h.disconnect(conn, Now::system()));
-        return problem(status_of(&e), format!("{} ({})", e, e.code()));
+        return problem(status_of(&e), format!("{} ({})", e, e.code())).into_response();
     }
     let negotiated = match kind {
         Kind::Whip => publish_offer(state, conn, offer, tracks).await,
@@ -266,7 +275,7 @@ async fn session(
         Ok(answer) => answer,
         Err(response) => {
             leave(state, conn);
-            return response;
+            return response.into_response();
         }
     };
     let id = format!("{:016x}{:016x}", rand_u64(), conn);
@@ -298,7 +307,7 @@ async fn publish_offer(
     conn: ConnId,
     offer: &str,
     tracks: Vec<(String, StreamKind)>,
-) -> Result<String, Response> {
+) -> Result<String, Problem> {
     let request = Request::Publish {
         sdp: offer.to_string(),
         tracks,
@@ -318,7 +327,7 @@ async fn publish_offer(
 }
 
 /// WHEP: answers the client's receive-only offer with the room's streams this user may receive.
-async fn play_offer(state: &Arc<AppState>, conn: ConnId, offer: &str) -> Result<String, Response> {
+async fn play_offer(state: &Arc<AppState>, conn: ConnId, offer: &str) -> Result<String, Problem> {
     let (target, streams) = state
         .with_hub(|h| h.wanted_now(conn))
         .map_err(|e| problem(status_of(&e), format!("{} ({})", e, e.code())))?;
@@ -369,7 +378,7 @@ async fn end_session(State(state): State<Arc<AppState>>, Path(id): Path<String>)
             leave(&state, conn);
             StatusCode::OK.into_response()
         }
-        None => problem(StatusCode::NOT_FOUND, "no such session"),
+        None => problem(StatusCode::NOT_FOUND, "no such session").into_response(),
     }
 }
 

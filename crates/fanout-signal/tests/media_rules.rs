@@ -39,6 +39,8 @@ fn hub(pmk: bool) -> Hub {
             dev_mode: false,
             admin_user: "administrator".into(),
             rest_rate_limit: 20,
+            callback_url: None,
+            callback_key: None,
             roles,
         }],
         Duration::from_secs(30),

@@ -64,6 +64,9 @@ pub const VP8_HEIGHT: u16 = 360;
 
 /// The media tests' server config: the apps of `common`, larger quotas, and a `[media]` section
 /// with one worker on a free loopback port.
+/// Rewrites an SDP before a client applies it (e.g. to point at a relay).
+pub type SdpRewrite = Box<dyn Fn(&str) -> String + Send + Sync>;
+
 pub fn media_config() -> String {
     let (a, ka, b, kb, c, kc) = (
         common::APP_A,
@@ -211,7 +214,6 @@ fn media_engine() -> MediaEngine {
         RTCRtpCodecParameters {
             rtp_codec: opus_codec(),
             payload_type: PT_OPUS,
-            ..Default::default()
         },
         RtpCodecKind::Audio,
     )
@@ -220,7 +222,6 @@ fn media_engine() -> MediaEngine {
         RTCRtpCodecParameters {
             rtp_codec: vp8_codec(),
             payload_type: PT_VP8,
-            ..Default::default()
         },
         RtpCodecKind::Video,
     )
@@ -642,7 +643,7 @@ pub struct Publisher {
     pub offer_sdp: String,
     pub answer_sdp: String,
     /// Rewrites the publish answer's SDP before it is applied (e.g. to point at a relay).
-    pub rewrite_answer: Option<Box<dyn Fn(&str) -> String + Send + Sync>>,
+    pub rewrite_answer: Option<SdpRewrite>,
     /// RTCP delivered to the application through `TrackLocal::poll`, per sent track (kind).
     pub track_rtcp: Arc<Mutex<Vec<(RtpCodecKind, RtcpSeen)>>>,
     pub sent: Arc<Mutex<Vec<Sent>>>,
@@ -960,7 +961,7 @@ pub struct Subscriber {
     /// The SDP of every offer received, in order (before any rewrite).
     pub offer_sdps: Vec<String>,
     /// Rewrites each offer's SDP before it is applied (e.g. to point at a relay).
-    pub rewrite_offer: Option<Box<dyn Fn(&str) -> String + Send + Sync>>,
+    pub rewrite_offer: Option<SdpRewrite>,
     answered_once: bool,
 }
 
@@ -1114,7 +1115,7 @@ pub fn assert_contiguous_suffix(who: &str, sent: &[Sent], received: &[RecvPacket
     let first = &received[0].payload;
     let start = sent
         .iter()
-        .position(|s| &s.payload == first)
+        .position(|s| s.payload == first)
         .unwrap_or_else(|| {
             panic!(
                 "{who}: first received payload {:?} was never sent",
