@@ -20,7 +20,12 @@ function plain(detail) {
 }
 
 function errorOf(e) {
-  return { code: e && e.code !== undefined ? e.code : null, message: e && e.message ? e.message : String(e), fanout: e instanceof FanoutError };
+  const out = { code: e && e.code !== undefined ? e.code : null, message: e && e.message ? e.message : String(e), fanout: e instanceof FanoutError };
+  if (e && e.sdp) {
+    out.sdp = e.sdp;
+    out.offer = T.client && T.client.publisherConnection && T.client.publisherConnection.localDescription && T.client.publisherConnection.localDescription.sdp;
+  }
+  return out;
 }
 
 async function statsOf(pc) {

@@ -214,7 +214,7 @@ test('unpublish, publish again, and back to anchor after audience', async (t) =>
 
     // Camera off: the video goes away at hal, the audio stays.
     const off = await gus.evaluate(() => window.T.call('unpublish', 'video'));
-    assert.ok(!off.error, `unpublish video: ${JSON.stringify(off.error)}`);
+    assert.ok(!off.error, `camera off (unpublish video with audio still on): ${JSON.stringify(off.error)}`);
     await waitInPage(hal, "hal: stream_removed gus/video, track gone", () =>
       window.T.eventsNamed('stream-removed', { user_id: 'gus', kind: 'video' }).length === 1 && !window.T.hasTrack('gus', 'video'));
     await expectFlowing(hal, 'hal', [{ userId: 'gus', kind: 'audio' }]);

@@ -35,6 +35,21 @@ impl RoleLimits {
     }
 }
 
+/// Which SRTP protection profiles a connection may use. As DTLS client (our role on every
+/// connection) we list them in this order and the peer, as server, picks among them by its own
+/// preference; Chromium prefers AES-CM whenever it is offered, so browsers get AES-GCM only when it is
+/// the only choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SrtpPolicy {
+    /// AEAD_AES_128_GCM only: WebRTC stacks that speak our WebSocket protocol (every current browser
+    /// and webrtc-rs support it).
+    #[default]
+    GcmOnly,
+    /// AEAD_AES_128_GCM, then AES_CM_128_HMAC_SHA1_80: WHIP/WHEP clients such as GStreamer, some of
+    /// which lack GCM.
+    GcmOrCm,
+}
+
 /// Which of a participant's two connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
@@ -64,6 +79,7 @@ pub enum MediaCommand {
         offer: String,
         tracks: Vec<(String, MediaKind)>,
         limits: RoleLimits,
+        srtp: SrtpPolicy,
         reply: oneshot::Sender<Result<String, MediaError>>,
     },
     /// Stop forwarding everything this participant publishes (role switched to audience).

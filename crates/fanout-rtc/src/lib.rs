@@ -19,5 +19,5 @@ pub mod sdp;
 pub mod stats;
 pub mod worker;
 
-pub use api::{MediaCommand, MediaError, MediaEvent, RoleLimits, Side, StreamRef};
+pub use api::{MediaCommand, MediaError, MediaEvent, RoleLimits, Side, SrtpPolicy, StreamRef};
 pub use worker::{Media, MediaConfig};

@@ -4,7 +4,7 @@
 //! with credentials we choose (so STUN can be demultiplexed by ufrag), and SRTP profiles with AES-GCM
 //! preferred.
 
-use crate::api::MediaError;
+use crate::api::{MediaError, SrtpPolicy};
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::interceptor_registry::configure_simulcast_extension_headers;
@@ -114,7 +114,12 @@ fn media_engine() -> Result<MediaEngine, rtc::shared::error::Error> {
 }
 
 /// A new server-side peer connection with ICE-lite and the given ICE credentials.
-pub fn build(now: Instant, ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, MediaError> {
+pub fn build(
+    now: Instant,
+    ufrag: &str,
+    pwd: &str,
+    srtp: SrtpPolicy,
+) -> Result<RTCPeerConnection, MediaError> {
     let err = |e: rtc::shared::error::Error| MediaError::Negotiation(e.to_string());
     let setting_engine = SettingEngineBuilder::new()
         .with_lite(true)
@@ -127,13 +132,17 @@ pub fn build(now: Instant, ufrag: &str, pwd: &str) -> Result<RTCPeerConnection, 
             Some(std::time::Duration::from_secs(30)),
             Some(std::time::Duration::from_secs(2)),
         )
-        // We answer the publishing connection's offer as DTLS client, so our ClientHello puts
-        // AES-GCM first and a browser picks it; AES-CM remains for peers without GCM.
+        // We take the DTLS client role on every connection (answers say `setup:active`; our offers are
+        // sent as `setup:active` too, see `sdp::prefer_dtls_client`), so our ClientHello's profile
+        // list is what the peer chooses from; see `SrtpPolicy` for why it may hold GCM alone.
         .with_answering_dtls_role(RTCDtlsRole::Client)
-        .with_srtp_protection_profiles(vec![
-            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-        ])
+        .with_srtp_protection_profiles(match srtp {
+            SrtpPolicy::GcmOnly => vec![SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm],
+            SrtpPolicy::GcmOrCm => vec![
+                SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+                SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+            ],
+        })
         .build();
     RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())

@@ -83,6 +83,83 @@ pub fn without_bundle_group(sdp: &str) -> String {
         .collect()
 }
 
+/// The direction attribute names.
+const DIRECTIONS: [&str; 4] = ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"];
+
+/// Answers `a=inactive` for every section the offer marked inactive (`rtc` answers `recvonly`,
+/// which a browser rejects as an incompatible direction).
+pub fn mirror_inactive(offer: &str, answer: &str) -> String {
+    let inactive: Vec<String> = split_sections(offer)
+        .into_iter()
+        .filter(|sec| sec.iter().any(|l| *l == "a=inactive"))
+        .filter_map(|sec| {
+            sec.iter()
+                .find_map(|l| l.strip_prefix("a=mid:"))
+                .map(|m| m.trim().to_string())
+        })
+        .collect();
+    let mut out = String::with_capacity(answer.len());
+    for sec in split_sections(answer) {
+        let mid = sec
+            .iter()
+            .find_map(|l| l.strip_prefix("a=mid:"))
+            .map(str::trim);
+        let make_inactive = mid.is_some_and(|m| inactive.iter().any(|i| i == m));
+        for line in sec {
+            let line = if make_inactive && DIRECTIONS.contains(&line) {
+                "a=inactive"
+            } else {
+                line
+            };
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+/// With BUNDLE, candidates belong to the first accepted section; `rtc` writes them into the first
+/// section even when that one is rejected (port 0), and a browser then finds none. Moves them.
+pub fn candidates_on_bundle_tag(sdp: &str) -> String {
+    let sections = split_sections(sdp);
+    let is_rejected = |sec: &Vec<&str>| {
+        sec.first()
+            .is_some_and(|l| l.starts_with("m=") && l.split(' ').nth(1) == Some("0"))
+    };
+    let is_candidate = |l: &&str| l.starts_with("a=candidate:") || *l == "a=end-of-candidates";
+    let moved: Vec<&str> = sections
+        .iter()
+        .filter(|sec| is_rejected(sec))
+        .flat_map(|sec| sec.iter().filter(|l| is_candidate(l)).copied())
+        .collect();
+    let target = sections
+        .iter()
+        .position(|sec| sec.first().is_some_and(|l| l.starts_with("m=")) && !is_rejected(sec));
+    let (Some(target), false) = (target, moved.is_empty()) else {
+        return sdp.to_string();
+    };
+    let target_has = sections[target]
+        .iter()
+        .any(|l| l.starts_with("a=candidate:"));
+    let mut out = String::with_capacity(sdp.len());
+    for (i, sec) in sections.iter().enumerate() {
+        for line in sec {
+            if is_rejected(sec) && is_candidate(line) {
+                continue;
+            }
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+        if i == target && !target_has {
+            for line in &moved {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+        }
+    }
+    out
+}
+
 /// The mids of the media sections, in order.
 pub fn mids(sdp: &str) -> Vec<String> {
     split_sections(sdp)
@@ -153,6 +230,25 @@ m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\nb=AS:5000\r\na=mid:1\r\n";
         let two = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\n";
         assert!(ensure_bundle(two).is_err());
         assert!(ensure_bundle("v=0\r\n").is_err());
+    }
+
+    #[test]
+    fn inactive_offers_get_inactive_answers() {
+        let offer = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=inactive\r\nm=video 9 X 96\r\na=mid:1\r\na=sendonly\r\n";
+        let answer = "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=recvonly\r\nm=video 9 X 96\r\na=mid:1\r\na=recvonly\r\n";
+        let out = mirror_inactive(offer, answer);
+        assert_eq!(out, "v=0\r\nm=audio 9 X 111\r\na=mid:0\r\na=inactive\r\nm=video 9 X 96\r\na=mid:1\r\na=recvonly\r\n");
+    }
+
+    #[test]
+    fn candidates_move_off_rejected_sections() {
+        let sdp = "v=0\r\nm=audio 0 X 0\r\na=mid:0\r\na=candidate:1 1 udp 1 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\nm=video 9 X 96\r\na=mid:1\r\n";
+        let out = candidates_on_bundle_tag(sdp);
+        assert_eq!(out, "v=0\r\nm=audio 0 X 0\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\na=candidate:1 1 udp 1 127.0.0.1 5000 typ host\r\na=end-of-candidates\r\n");
+        // Nothing to move: unchanged.
+        let fine =
+            "v=0\r\nm=video 9 X 96\r\na=mid:1\r\na=candidate:1 1 udp 1 127.0.0.1 5000 typ host\r\n";
+        assert_eq!(candidates_on_bundle_tag(fine), fine);
     }
 
     #[test]

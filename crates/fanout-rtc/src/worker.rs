@@ -3,7 +3,7 @@
 //! RTP/RTCP to the router, and writes the router's outputs back through each subscriber's connection
 //! (which encrypts them). Signalling reaches it only through [`MediaCommand`]s on a channel.
 
-use crate::api::{MediaCommand, MediaError, MediaEvent, RoleLimits, Side, StreamRef};
+use crate::api::{MediaCommand, MediaError, MediaEvent, RoleLimits, Side, SrtpPolicy, StreamRef};
 use crate::stats::{add_router_stats, kind_index, LocalCounters, WorkerStats};
 use crate::{convert, demux, peer, sdp};
 use bytes::{Bytes, BytesMut};
@@ -893,9 +893,10 @@ impl Worker {
                 offer,
                 tracks,
                 limits,
+                srtp,
                 reply,
             } => {
-                let r = self.publish(participant, room, offer, tracks, limits);
+                let r = self.publish(participant, room, offer, tracks, limits, srtp);
                 let _ = reply.send(r);
             }
             MediaCommand::StopPublishing { participant } => self.stop_publishing(participant),
@@ -1015,11 +1016,13 @@ impl Worker {
         offer: String,
         tracks: Vec<(String, MediaKind)>,
         limits: RoleLimits,
+        srtp: SrtpPolicy,
     ) -> Result<String, MediaError> {
         let now = Instant::now();
         let bundled = sdp::ensure_bundle(&offer).map_err(|e| MediaError::BadSdp(e.into()))?;
         let added_bundle = bundled.is_some();
         let offer = bundled.unwrap_or(offer);
+        let offer_text = offer.clone();
         let desc = RTCSessionDescription::offer(offer.clone())
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
         let candidate = self.host_candidate()?;
@@ -1029,7 +1032,7 @@ impl Worker {
         let mut created = None;
         if p.publisher.is_none() {
             let (ufrag, pwd) = peer::ice_credentials();
-            let mut pc = peer::build(now, &ufrag, &pwd)?;
+            let mut pc = peer::build(now, &ufrag, &pwd, srtp)?;
             pc.add_local_candidate(candidate)
                 .map_err(|e| MediaError::Negotiation(e.to_string()))?;
             created = Some(ufrag.clone());
@@ -1101,7 +1104,10 @@ impl Worker {
             });
         }
         self.dirty.insert((id, Side::Publisher));
-        let answer = sdp::with_bandwidth(&answer, &caps);
+        let answer = sdp::candidates_on_bundle_tag(&sdp::mirror_inactive(
+            &offer_text,
+            &sdp::with_bandwidth(&answer, &caps),
+        ));
         Ok(if added_bundle {
             sdp::without_bundle_group(&answer)
         } else {
@@ -1172,7 +1178,7 @@ impl Worker {
                 return;
             }
             let (ufrag, pwd) = peer::ice_credentials();
-            let mut pc = match peer::build(now, &ufrag, &pwd) {
+            let mut pc = match peer::build(now, &ufrag, &pwd, SrtpPolicy::GcmOnly) {
                 Ok(pc) => pc,
                 Err(e) => {
                     warn!(error = %e, "cannot build subscribing connection");
@@ -1312,7 +1318,7 @@ impl Worker {
         }
         let _ = self.events.send(MediaEvent::Offer {
             participant: id,
-            sdp: sdp::prefer_dtls_client(&offer.sdp),
+            sdp: sdp::candidates_on_bundle_tag(&sdp::prefer_dtls_client(&offer.sdp)),
             tracks,
         });
         self.dirty.insert((id, Side::Subscriber));
@@ -1372,7 +1378,7 @@ impl Worker {
         }
         let candidate = self.host_candidate()?;
         let (ufrag, pwd) = peer::ice_credentials();
-        let mut pc = peer::build(now, &ufrag, &pwd)?;
+        let mut pc = peer::build(now, &ufrag, &pwd, SrtpPolicy::GcmOrCm)?;
         let neg = |e: rtc::shared::error::Error| MediaError::Negotiation(e.to_string());
         pc.set_remote_description(now, desc)
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;

@@ -155,9 +155,9 @@ impl Metrics {
         let mut keyframes = [0u64; 2];
         let mut dropped = [0u64; 4];
         for (n, w) in state.media.stats().iter().enumerate() {
-            for (sum, counters) in sums
-                .iter_mut()
-                .zip([&w.packets_in, &w.bytes_in, &w.packets_out, &w.bytes_out])
+            for (sum, counters) in
+                sums.iter_mut()
+                    .zip([&w.packets_in, &w.bytes_in, &w.packets_out, &w.bytes_out])
             {
                 for (s, c) in sum.iter_mut().zip(counters.iter()) {
                     *s += c.load(Ordering::Relaxed);

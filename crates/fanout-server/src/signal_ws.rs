@@ -171,6 +171,11 @@ pub async fn complete(state: &AppState, reply: Reply) -> Result<serde_json::Valu
                     .map(|(mid, k)| (mid, media_glue::kind_to_media(k)))
                     .collect(),
                 limits: media_glue::limits(&plan.limits),
+                srtp: if plan.http_session {
+                    fanout_rtc::SrtpPolicy::GcmOrCm
+                } else {
+                    fanout_rtc::SrtpPolicy::GcmOnly
+                },
                 reply: tx,
             };
             media_call(state, room, cmd, rx)

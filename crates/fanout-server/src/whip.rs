@@ -214,7 +214,8 @@ async fn session(
         return problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "the offer must be application/sdp",
-        ).into_response();
+        )
+        .into_response();
     }
     if body.len() > MAX_SDP {
         return problem(StatusCode::PAYLOAD_TOO_LARGE, "offer larger than 64 KiB").into_response();
@@ -234,20 +235,23 @@ async fn session(
         return problem(
             StatusCode::UNAUTHORIZED,
             "Authorization: Bearer <UserSig> is required",
-        ).into_response();
+        )
+        .into_response();
     };
     let Some(user_id) = token_identifier(token) else {
         return problem(
             StatusCode::UNAUTHORIZED,
             "the bearer token is not a UserSig",
-        ).into_response();
+        )
+        .into_response();
     };
     let tracks = tracks_of(offer);
     if tracks.is_empty() {
         return problem(
             StatusCode::BAD_REQUEST,
             "the offer has no audio or video section",
-        ).into_response();
+        )
+        .into_response();
     }
 
     let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);

@@ -62,7 +62,7 @@ export class FanoutError extends Error {
   /**
    * @param {number} code
    * @param {string} message
-   * @param {{op?: string, cause?: unknown}} [extra]
+   * @param {{op?: string, cause?: unknown, sdp?: string}} [extra]
    */
   constructor(code, message, extra = {}) {
     super(message);
@@ -71,6 +71,8 @@ export class FanoutError extends Error {
     this.code = code;
     /** The signalling op that failed, when the failure came from a request. @type {string|undefined} */
     this.op = extra.op;
+    /** The SDP the browser refused, for WebRTC failures. @type {string|undefined} */
+    this.sdp = extra.sdp;
     if (extra.cause !== undefined) this.cause = extra.cause;
   }
 
@@ -606,8 +608,9 @@ export class FanoutClient extends EventTarget {
    * @param {MediaStreamTrack} [tracks.video] camera (TRTC's main stream)
    * @param {MediaStreamTrack} [tracks.screen] screen share (TRTC's sub stream, kind `sub_video`)
    * @param {object} [options]
-   * @param {boolean} [options.simulcast=false] send the camera in three layers (rids q, h, f) so
-   *   receivers can pick big or small stream; only applies when the camera transceiver is created
+   * @param {boolean} [options.simulcast=false] send the camera in several layers (rids q, h, f; see
+   *   `simulcastEncodings`) so receivers can pick the big or the small stream with
+   *   `setSubscription(..., layer)`; applies when the camera's transceiver is created (first publish)
    * @returns {Promise<void>}
    */
   async publish(tracks = {}, options = {}) {
@@ -734,7 +737,9 @@ export class FanoutClient extends EventTarget {
     try {
       await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
     } catch (e) {
-      throw new FanoutError(ClientErrorCode.WEBRTC, `publish: the server's answer was refused: ${e.message || e}`, { cause: e });
+      // Back to stable so that the next publish can negotiate again.
+      await pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+      throw new FanoutError(ClientErrorCode.WEBRTC, `publish: the server's answer was refused: ${e.message || e}`, { cause: e, sdp: reply.sdp });
     }
     this._pubNegotiated = true;
     this._flushCandidates('publisher');
@@ -758,7 +763,7 @@ export class FanoutClient extends EventTarget {
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
     } catch (e) {
-      throw new FanoutError(ClientErrorCode.WEBRTC, `cannot apply the server's offer: ${e.message || e}`, { cause: e });
+      throw new FanoutError(ClientErrorCode.WEBRTC, `cannot apply the server's offer: ${e.message || e}`, { cause: e, sdp });
     }
     if (epoch !== this._epoch) return;
     this._syncRemoteTracks(tracks);

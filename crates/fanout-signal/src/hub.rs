@@ -878,7 +878,9 @@ impl Hub {
             )));
         }
         let r = &member.role;
+        let http_session = self.conns.get(&conn).is_some_and(|c| c.headless);
         Ok(Reply::Publish(PublishPlan {
+            http_session,
             target,
             sdp,
             tracks,

@@ -111,4 +111,6 @@ pub struct PublishPlan {
     pub sdp: String,
     pub tracks: Vec<(String, StreamKind)>,
     pub limits: PublishLimits,
+    /// Published over HTTP (WHIP) rather than the WebSocket protocol.
+    pub http_session: bool,
 }
