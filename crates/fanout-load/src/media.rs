@@ -319,7 +319,13 @@ fn build_pc(publisher: bool, simulcast: bool) -> Result<RTCPeerConnection, Strin
     }
     RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(SettingEngineBuilder::new().build())
+        .with_setting_engine(
+            SettingEngineBuilder::new()
+                // Connectivity checks every 50 ms as browsers pace them (rtc's default is 200 ms,
+                // which would add up to 400 ms to every join), for up to 2 s.
+                .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(40))
+                .build(),
+        )
         .with_media_engine(m)
         .with_interceptor_registry(registry)
         .build(Instant::now())
@@ -739,13 +745,29 @@ impl Thread {
                 },
                 message: BytesMut::from(&buf[..n]),
             };
-            let _ = peer.pc.handle_read(msg);
-            while let Some(m) = peer.pc.poll_read() {
-                on_message(peer, m.message, recv_ns, &mut self.agg);
+            if !peer.connected {
+                crate::trace!(
+                    peer.ws_open,
+                    peer.participant,
+                    "recv {} bytes, first byte {}",
+                    n,
+                    buf[0]
+                );
+            }
+            let r = peer.pc.handle_read(msg);
+            if !peer.connected {
+                crate::trace!(peer.ws_open, peer.participant, "handle_read {:?}", r.err());
             }
             n_read += 1;
-            if n_read % 64 == 0 {
+            if !peer.connected || n_read % 64 == 0 {
+                // While connecting, events must be handled between datagrams: the DTLS
+                // handshake's first flight often follows the ICE check that connects in the
+                // same read, and rtc drops it unless the ICE state change is seen first.
                 drain(peer, &mut self.agg, &self.live);
+            } else {
+                while let Some(m) = peer.pc.poll_read() {
+                    on_message(peer, m.message, recv_ns, &mut self.agg);
+                }
             }
         }
         if !self.is_dirty[i] {
@@ -1352,6 +1374,15 @@ fn drain(peer: &mut Peer, agg: &mut Agg, live: &Live) {
         let mut any = false;
         while let Some(out) = peer.pc.poll_write() {
             any = true;
+            if !peer.connected {
+                crate::trace!(
+                    peer.ws_open,
+                    peer.participant,
+                    "send {} bytes, first byte {}",
+                    out.message.len(),
+                    out.message[0]
+                );
+            }
             if peer
                 .socket
                 .send_to(&out.message, out.transport.peer_addr)
@@ -1378,29 +1409,44 @@ fn drain(peer: &mut Peer, agg: &mut Agg, live: &Live) {
 
 fn on_event(peer: &mut Peer, ev: RTCPeerConnectionEvent, agg: &mut Agg, live: &Live) {
     match ev {
-        RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => match state {
-            RTCPeerConnectionState::Connected if !peer.connected => {
-                peer.connected = true;
-                if let Side::Pub(tx) = &mut peer.side {
-                    tx.started = true;
-                    let now = Instant::now();
-                    tx.next_audio = tx.next_audio.max(now);
-                    tx.next_frame = tx.next_frame.max(now);
-                    live.pubs_connected.fetch_add(1, Ordering::Relaxed);
-                    let r = peer.role.index();
-                    agg.join_us[r].record(peer.ws_open.elapsed().as_micros() as u64);
+        RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+            crate::trace!(
+                peer.ws_open,
+                peer.participant,
+                "{} connection {state}",
+                if matches!(peer.side, Side::Pub(_)) {
+                    "publishing"
+                } else {
+                    "subscribing"
                 }
-            }
-            RTCPeerConnectionState::Failed if !peer.failed => {
-                peer.failed = true;
-                agg.pc_failed += 1;
-                live.pc_failed.fetch_add(1, Ordering::Relaxed);
-                if let Side::Pub(tx) = &mut peer.side {
-                    tx.started = false;
+            );
+            match state {
+                RTCPeerConnectionState::Connected if !peer.connected => {
+                    peer.connected = true;
+                    if let Side::Pub(tx) = &mut peer.side {
+                        tx.started = true;
+                        let now = Instant::now();
+                        tx.next_audio = tx.next_audio.max(now);
+                        tx.next_frame = tx.next_frame.max(now);
+                        live.pubs_connected.fetch_add(1, Ordering::Relaxed);
+                        let r = peer.role.index();
+                        agg.join_us[r].record(peer.ws_open.elapsed().as_micros() as u64);
+                    }
                 }
+                RTCPeerConnectionState::Failed if !peer.failed => {
+                    peer.failed = true;
+                    agg.pc_failed += 1;
+                    live.pc_failed.fetch_add(1, Ordering::Relaxed);
+                    if let Side::Pub(tx) = &mut peer.side {
+                        tx.started = false;
+                    }
+                }
+                _ => {}
             }
-            _ => {}
-        },
+        }
+        RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
+            crate::trace!(peer.ws_open, peer.participant, "ICE {state}");
+        }
         RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
             if let Side::Sub(rx) = &mut peer.side {
                 let owner = mid_of_receiver(&mut peer.pc, init.receiver_id)
@@ -1450,6 +1496,12 @@ fn on_message(peer: &mut Peer, msg: RTCMessage, recv_ns: u64, agg: &mut Agg) {
             }
             if !peer.got_media {
                 peer.got_media = true;
+                crate::trace!(
+                    peer.ws_open,
+                    peer.participant,
+                    "first media packet ({})",
+                    st.kind.name()
+                );
                 agg.first_media[r] += 1;
                 if peer.role == Role::Subscriber {
                     agg.join_us[r].record(peer.ws_open.elapsed().as_micros() as u64);

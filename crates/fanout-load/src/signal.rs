@@ -35,7 +35,8 @@ pub enum Failure {
 
 impl Ws {
     pub async fn connect(url: &str) -> Result<Ws, String> {
-        let (stream, _) = tokio_tungstenite::connect_async(url)
+        // TCP_NODELAY, as browsers do: small frames must not wait for the server's delayed ACK.
+        let (stream, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Ws {
@@ -196,6 +197,7 @@ async fn run(shared: &Shared, spec: &Spec) -> Result<(), Failure> {
         Err(_) => return Err(failed("WebSocket connect timed out".into())),
     };
     shared.connected_once.store(true, Ordering::Relaxed);
+    crate::trace!(ws_open, spec.user, "websocket open");
     let sig = fanout_auth::gen_usersig(shared.app, &shared.key, &spec.user, 86400, unix_now());
     let within = |what: &'static str| {
         let t = shared.join_timeout;
@@ -238,6 +240,7 @@ async fn run(shared: &Shared, spec: &Spec) -> Result<(), Failure> {
         )));
     }
     shared.entered[spec.role.index()].fetch_add(1, Ordering::Relaxed);
+    crate::trace!(ws_open, spec.user, "entered");
 
     if let Some(index) = spec.index {
         let offer = media_call(shared, spec.id, |reply| Cmd::NewPublisher {
@@ -281,6 +284,7 @@ async fn run(shared: &Shared, spec: &Spec) -> Result<(), Failure> {
         })
         .await
         .map_err(|e| failed(format!("cannot apply the publish answer: {e}")))?;
+        crate::trace!(ws_open, spec.user, "publish answered");
     }
 
     // Answer offers until the run stops.
@@ -295,6 +299,7 @@ async fn run(shared: &Shared, spec: &Spec) -> Result<(), Failure> {
         };
         match ev["event"].as_str() {
             Some("offer") => {
+                crate::trace!(ws_open, spec.user, "offer received");
                 let sdp = ev["sdp"].as_str().unwrap_or_default().to_string();
                 let tracks = ev["tracks"]
                     .as_array()
@@ -326,6 +331,7 @@ async fn run(shared: &Shared, spec: &Spec) -> Result<(), Failure> {
                     .request("subscribe_answer", json!({"sdp": answer}))
                     .await
                     .map_err(failed)?;
+                crate::trace!(ws_open, spec.user, "subscribe_answer replied");
                 if r["ok"] != true {
                     return Err(failed(format!(
                         "subscribe_answer refused: {}",

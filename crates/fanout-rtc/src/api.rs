@@ -118,6 +118,11 @@ pub enum MediaCommand {
         streams: Vec<StreamRef>,
         reply: oneshot::Sender<Result<String, MediaError>>,
     },
+    /// The participant's client came back on new connections (resume within the grace period, or a
+    /// takeover): close both old peer connections but keep its publications, so its next `Publish`
+    /// continues them and subscribers see continuous sequence numbers. Publications not published
+    /// again within [`crate::worker::REPUBLISH_WINDOW`] end.
+    Reconnect { participant: ParticipantId },
     /// Tear down both connections of a participant.
     Remove { participant: ParticipantId },
 }

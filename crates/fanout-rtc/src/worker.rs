@@ -144,7 +144,19 @@ struct Participant {
     publisher: Option<PubPeer>,
     subscriber: Option<SubPeer>,
     wanted: Vec<StreamRef>,
+    /// Publications kept across a reconnect, waiting for the new publishing connection.
+    detached: Option<Detached>,
 }
+
+/// A reconnecting publisher's publications (kind -> id, codec) and when they were detached.
+struct Detached {
+    publications: HashMap<MediaKind, PublicationId>,
+    codecs: HashMap<PublicationId, Codec>,
+    since: Instant,
+}
+
+/// How long a reconnecting publisher's streams wait for its new publishing connection.
+pub const REPUBLISH_WINDOW: Duration = Duration::from_secs(10);
 
 struct PubPeer {
     pc: RTCPeerConnection,
@@ -341,6 +353,7 @@ impl Worker {
                 self.dirty.insert(key);
             }
         }
+        self.expire_detached(now);
         let rooms: Vec<RoomId> = self
             .routers
             .iter()
@@ -977,6 +990,7 @@ impl Worker {
                 let r = self.whep(participant, room, offer, streams);
                 let _ = reply.send(r);
             }
+            MediaCommand::Reconnect { participant } => self.reconnect(participant),
             MediaCommand::Remove { participant } => self.remove_participant(participant),
         }
     }
@@ -988,6 +1002,7 @@ impl Worker {
             publisher: None,
             subscriber: None,
             wanted: Vec::new(),
+            detached: None,
         })
     }
 
@@ -1036,13 +1051,20 @@ impl Worker {
             pc.add_local_candidate(candidate)
                 .map_err(|e| MediaError::Negotiation(e.to_string()))?;
             created = Some(ufrag.clone());
+            // A reconnecting publisher continues its publications (same ids: the router re-bases
+            // them on the new SSRCs, so subscribers see continuous numbering).
+            let (publications, codecs) = p
+                .detached
+                .take()
+                .map(|d| (d.publications, d.codecs))
+                .unwrap_or_default();
             p.publisher = Some(PubPeer {
                 pc,
                 ufrag,
                 mid_kinds: Vec::new(),
                 mid_layers: HashMap::new(),
-                publications: HashMap::new(),
-                codecs: HashMap::new(),
+                publications,
+                codecs,
                 by_ssrc: HashMap::new(),
                 audio_level_id: None,
                 stopped: false,
@@ -1136,6 +1158,22 @@ impl Worker {
         }
     }
 
+    /// A publisher's publication of `kind` and its codec, also while the publisher reconnects.
+    fn publication_of(
+        &self,
+        publisher: ParticipantId,
+        kind: MediaKind,
+    ) -> Option<(PublicationId, Option<Codec>)> {
+        let p = self.participants.get(&publisher)?;
+        let (publications, codecs) = match (&p.publisher, &p.detached) {
+            (Some(pb), _) => (&pb.publications, &pb.codecs),
+            (None, Some(d)) => (&d.publications, &d.codecs),
+            (None, None) => return None,
+        };
+        let publication = *publications.get(&kind)?;
+        Some((publication, codecs.get(&publication).copied()))
+    }
+
     /// Brings a subscriber's connection in line with its wanted streams; renegotiates on change.
     fn sync_subscriptions(&mut self, id: ParticipantId) {
         let Some(p) = self.participants.get(&id) else {
@@ -1148,16 +1186,8 @@ impl Worker {
             if w.publisher == id {
                 continue;
             }
-            let Some(pb) = self
-                .participants
-                .get(&w.publisher)
-                .and_then(|x| x.publisher.as_ref())
-            else {
-                continue;
-            };
-            if let Some(publication) = pb.publications.get(&w.kind) {
-                let codec = pb.codecs.get(publication).copied();
-                available.push((w.clone(), *publication, codec));
+            if let Some((publication, codec)) = self.publication_of(w.publisher, w.kind) {
+                available.push((w.clone(), publication, codec));
             }
         }
         let needs_pc = !available.is_empty();
@@ -1358,15 +1388,8 @@ impl Worker {
                 .iter()
                 .filter(|w| w.kind == want && w.publisher != id)
             {
-                let Some(pb) = self
-                    .participants
-                    .get(&w.publisher)
-                    .and_then(|x| x.publisher.as_ref())
-                else {
-                    continue;
-                };
-                if let Some(publication) = pb.publications.get(&w.kind) {
-                    chosen.push((w.clone(), *publication, pb.codecs.get(publication).copied()));
+                if let Some((publication, codec)) = self.publication_of(w.publisher, w.kind) {
+                    chosen.push((w.clone(), publication, codec));
                     break;
                 }
             }
@@ -1473,12 +1496,79 @@ impl Worker {
         Ok(())
     }
 
+    /// Closes a participant's connections for its client's new ones, keeping its publications.
+    fn reconnect(&mut self, id: ParticipantId) {
+        let now = Instant::now();
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let room = p.room;
+        let mut remove_downs = Vec::new();
+        if let Some(mut pb) = p.publisher.take() {
+            self.by_ufrag.remove(&pb.ufrag);
+            let _ = pb.pc.close();
+            p.detached = Some(Detached {
+                publications: pb.publications,
+                codecs: pb.codecs,
+                since: now,
+            });
+        }
+        if let Some(mut sb) = p.subscriber.take() {
+            self.by_ufrag.remove(&sb.ufrag);
+            let _ = sb.pc.close();
+            remove_downs.extend(sb.downs.iter().filter(|d| d.in_router).map(|d| d.id));
+        }
+        self.by_addr.retain(|_, (pid, _)| *pid != id);
+        self.dirty.retain(|(pid, _)| *pid != id);
+        for down in remove_downs {
+            self.router_input(
+                room,
+                Input::Command {
+                    now,
+                    command: Command::RemoveDownTrack { id: down },
+                },
+            );
+        }
+        info!(
+            participant = id.0,
+            "participant reconnecting; publications kept"
+        );
+    }
+
+    /// Ends publications whose publisher did not come back within the republish window.
+    fn expire_detached(&mut self, now: Instant) {
+        let expired: Vec<(ParticipantId, RoomId, Detached)> = self
+            .participants
+            .iter_mut()
+            .filter(|(_, p)| {
+                p.detached
+                    .as_ref()
+                    .is_some_and(|d| now.duration_since(d.since) > REPUBLISH_WINDOW)
+            })
+            .filter_map(|(id, p)| p.detached.take().map(|d| (*id, p.room, d)))
+            .collect();
+        for (id, room, d) in expired {
+            for (kind, publication) in d.publications {
+                self.remove_publication(room, publication, now);
+                let _ = self.events.send(MediaEvent::Unpublished {
+                    participant: id,
+                    kind,
+                });
+            }
+        }
+    }
+
     fn remove_participant(&mut self, id: ParticipantId) {
         let Some(mut p) = self.participants.remove(&id) else {
             return;
         };
         let room = p.room;
         let now = Instant::now();
+        if let Some(d) = p.detached.take() {
+            for (_, publication) in d.publications {
+                self.remove_publication(room, publication, now);
+            }
+        }
         if let Some(mut pb) = p.publisher.take() {
             self.by_ufrag.remove(&pb.ufrag);
             let _ = pb.pc.close();

@@ -91,6 +91,10 @@ pub fn send(media: &Media, out: MediaOut) {
             let (participant, room) = ids(target);
             (room, MediaCommand::StopPublishing { participant })
         }
+        MediaOut::Reconnect { target } => {
+            let (participant, room) = ids(target);
+            (room, MediaCommand::Reconnect { participant })
+        }
         MediaOut::Remove { target } => {
             let (participant, room) = ids(target);
             (room, MediaCommand::Remove { participant })

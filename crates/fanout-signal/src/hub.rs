@@ -475,6 +475,7 @@ impl Hub {
             }
         });
         let room_handle = room.handle;
+        // (participant, streams that stop) when the member's client comes back on new connections.
         let mut media_reset: Option<(u64, Vec<StreamKind>)> = None;
         let mut entered_new = false;
         let mut notify: Vec<(ConnId, Event)> = Vec::new();
@@ -487,11 +488,20 @@ impl Hub {
                     kicked = Some(old);
                 }
                 let role_changed = member.role_name != role_name;
-                // The client starts its media afresh: drop the old connections and streams.
-                media_reset = Some((
-                    member.participant,
-                    std::mem::take(&mut member.streams).into_iter().collect(),
-                ));
+                // The client starts new connections. Its streams continue (the worker keeps their
+                // publications for the new publishing connection) if the role and key still allow
+                // them; otherwise they stop.
+                let keeps = role.can_publish
+                    && member
+                        .streams
+                        .iter()
+                        .all(|k| privileges & k.send_bit() != 0);
+                let stopped = if keeps {
+                    Vec::new()
+                } else {
+                    std::mem::take(&mut member.streams).into_iter().collect()
+                };
+                media_reset = Some((member.participant, stopped));
                 member.muted.clear();
                 member.user = user.clone();
                 member.role_name = role_name.clone();
@@ -576,11 +586,14 @@ impl Hub {
             });
         }
         if let Some((old, streams)) = media_reset {
-            self.media.push_back(MediaOut::Remove {
-                target: MediaTarget {
-                    participant: old,
-                    room: room_handle,
-                },
+            let target = MediaTarget {
+                participant: old,
+                room: room_handle,
+            };
+            self.media.push_back(if streams.is_empty() {
+                MediaOut::Reconnect { target }
+            } else {
+                MediaOut::Remove { target }
             });
             for kind in streams {
                 self.notify_room(

@@ -100,6 +100,9 @@ pub enum MediaOut {
     },
     /// Stop forwarding everything `target` publishes.
     StopPublishing { target: MediaTarget },
+    /// `target`'s client came back on new connections: close the old ones, keep its publications
+    /// for its next publish (continuous numbering for subscribers).
+    Reconnect { target: MediaTarget },
     /// Tear down both of `target`'s connections.
     Remove { target: MediaTarget },
 }
