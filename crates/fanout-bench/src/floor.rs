@@ -189,6 +189,7 @@ impl Loopback {
         let sender = UdpSocket::bind(local)?;
         // Best effort: an unprivileged process gets at most twice wmem_max / rmem_max.
         let _ = set_buffer(&sender, libc::SO_SNDBUF, RECEIVE_BUFFER);
+        let from = sender.local_addr()?;
         let mut receivers = Vec::with_capacity(n);
         let mut addrs = Vec::with_capacity(n);
         let mut raw_addrs = Vec::with_capacity(n);
@@ -196,6 +197,9 @@ impl Loopback {
             let r = UdpSocket::bind(local)?;
             r.set_nonblocking(true)?;
             let _ = set_buffer(&r, libc::SO_RCVBUF, RECEIVE_BUFFER);
+            // Connected: the kernel hands this socket only our sender's datagrams, never a stray
+            // one from another process that picked the same port before.
+            r.connect(from)?;
             let SocketAddr::V4(addr) = r.local_addr()? else {
                 unreachable!("bound to an IPv4 address");
             };
@@ -301,7 +305,7 @@ impl Loopback {
 
     /// Datagrams sent but not (yet) received.
     pub fn missing(&self) -> u64 {
-        self.sent - self.received
+        self.sent.saturating_sub(self.received)
     }
 }
 

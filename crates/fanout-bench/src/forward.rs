@@ -261,11 +261,24 @@ impl Fanout {
 
     /// Feeds the publisher's next packet (after any timeout now due) and hands every RTP output to
     /// `sink` with its down-track; other outputs (reports, REMB) are dropped. Returns how many RTP
-    /// packets were forwarded.
-    pub fn forward(&mut self, mut sink: impl FnMut(DownTrackId, &RtpPacket)) -> usize {
-        if self.router.poll_timeout().is_some_and(|t| t <= self.now) {
+    /// packets were forwarded. The virtual clock then advances by one packet interval.
+    pub fn forward(&mut self, sink: impl FnMut(DownTrackId, &RtpPacket)) -> usize {
+        self.deliver_due_timeouts();
+        self.forward_packet(sink)
+    }
+
+    /// Gives the router its timeout if one is due (as the media worker does before reading the
+    /// socket); its outputs stay queued for the next [`Fanout::forward_packet`].
+    pub fn deliver_due_timeouts(&mut self) -> bool {
+        let due = self.router.poll_timeout().is_some_and(|t| t <= self.now);
+        if due {
             self.router.handle_input(Input::Timeout(self.now));
         }
+        due
+    }
+
+    /// [`Fanout::forward`] without the timeouts: only the packet path.
+    pub fn forward_packet(&mut self, mut sink: impl FnMut(DownTrackId, &RtpPacket)) -> usize {
         let packet = self.source.next_packet();
         self.router.handle_input(Input::Rtp {
             now: self.now,

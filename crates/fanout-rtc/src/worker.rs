@@ -1767,28 +1767,25 @@ fn simulcast_layers(offer: &str) -> HashMap<String, u8> {
     out
 }
 
-fn mid_of_receiver(pc: &mut RTCPeerConnection, receiver: RTCRtpReceiverId) -> Option<String> {
+/// The mid of the transceiver that `matches`.
+fn mid_where(
+    pc: &mut RTCPeerConnection,
+    matches: impl Fn(&rtc::rtp_transceiver::RTCRtpTransceiver<'_>) -> bool,
+) -> Option<String> {
     let ids: Vec<_> = pc.get_transceivers().collect();
-    for t in ids {
-        if let Some(tr) = pc.rtp_transceiver(t) {
-            if tr.receiver() == Some(receiver) {
-                return tr.mid().clone();
-            }
-        }
-    }
-    None
+    ids.into_iter().find_map(|t| {
+        pc.rtp_transceiver(t)
+            .filter(|tr| matches(tr))
+            .and_then(|tr| tr.mid().clone())
+    })
+}
+
+fn mid_of_receiver(pc: &mut RTCPeerConnection, receiver: RTCRtpReceiverId) -> Option<String> {
+    mid_where(pc, |tr| tr.receiver() == Some(receiver))
 }
 
 fn mid_of_sender(pc: &mut RTCPeerConnection, sender: RTCRtpSenderId) -> Option<String> {
-    let ids: Vec<_> = pc.get_transceivers().collect();
-    for t in ids {
-        if let Some(tr) = pc.rtp_transceiver(t) {
-            if tr.sender() == Some(sender) {
-                return tr.mid().clone();
-            }
-        }
-    }
-    None
+    mid_where(pc, |tr| tr.sender() == Some(sender))
 }
 
 #[cfg(test)]

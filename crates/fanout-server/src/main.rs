@@ -27,20 +27,23 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// SIGTERM (service managers, Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
+/// SIGTERM (service managers, Kubernetes) or Ctrl-C. The handlers are installed when this is
+/// called (before the server starts listening), so an early SIGTERM is never lost.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
             tokio::select! {
                 _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = ctrl_c => {}
             }
             return;
         }
+        let _ = ctrl_c.await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -57,6 +60,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     runtime.block_on(async move {
         let addr = config.server.http;
+        let shutdown = shutdown_signal();
         let mut running = fanout_server::start(config.clone(), addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
@@ -75,7 +79,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         tokio::select! {
             r = &mut running.task => { r.context("server task")?.context("HTTP server")?; }
-            _ = shutdown_signal() => {
+            _ = shutdown => {
                 println!(
                     "shutting down: admitting no one, waiting up to {} s for rooms to empty",
                     config.server.shutdown_grace_secs

@@ -10,7 +10,7 @@ use crate::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, post, MethodRouter};
 use axum::Router;
 use fanout_signal::protocol::{EnterRoom, Request};
 use fanout_signal::{ConnId, Now, RoomId, SignalError, StreamKind};
@@ -38,11 +38,11 @@ pub struct WhipQuery {
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/v1/whip/{app}/{room}", post(publish_num))
-        .route("/v1/whip/{app}/str/{room}", post(publish_str))
+        .route("/v1/whip/{app}/{room}", session_route(Kind::Whip, false))
+        .route("/v1/whip/{app}/str/{room}", session_route(Kind::Whip, true))
         .route("/v1/whip/sessions/{id}", delete(end_session))
-        .route("/v1/whep/{app}/{room}", post(play_num))
-        .route("/v1/whep/{app}/str/{room}", post(play_str))
+        .route("/v1/whep/{app}/{room}", session_route(Kind::Whep, false))
+        .route("/v1/whep/{app}/str/{room}", session_route(Kind::Whep, true))
         .route("/v1/whep/sessions/{id}", delete(end_session))
 }
 
@@ -140,56 +140,25 @@ fn string_room(room: &str) -> Result<RoomId, Problem> {
     RoomId::string(room).map_err(|e| problem(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-async fn publish_num(
-    State(state): State<Arc<AppState>>,
-    Path((app, room)): Path<(String, String)>,
-    Query(q): Query<WhipQuery>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match numeric_room(&room) {
-        Ok(room) => session(&state, Kind::Whip, &app, room, q, &headers, &body).await,
-        Err(r) => r.into_response(),
-    }
-}
-
-async fn publish_str(
-    State(state): State<Arc<AppState>>,
-    Path((app, room)): Path<(String, String)>,
-    Query(q): Query<WhipQuery>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match string_room(&room) {
-        Ok(room) => session(&state, Kind::Whip, &app, room, q, &headers, &body).await,
-        Err(r) => r.into_response(),
-    }
-}
-
-async fn play_num(
-    State(state): State<Arc<AppState>>,
-    Path((app, room)): Path<(String, String)>,
-    Query(q): Query<WhipQuery>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match numeric_room(&room) {
-        Ok(room) => session(&state, Kind::Whep, &app, room, q, &headers, &body).await,
-        Err(r) => r.into_response(),
-    }
-}
-
-async fn play_str(
-    State(state): State<Arc<AppState>>,
-    Path((app, room)): Path<(String, String)>,
-    Query(q): Query<WhipQuery>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    match string_room(&room) {
-        Ok(room) => session(&state, Kind::Whep, &app, room, q, &headers, &body).await,
-        Err(r) => r.into_response(),
-    }
+/// The POST route of one protocol and room kind (numeric ids, or string ids under `/str/`).
+fn session_route(kind: Kind, string_ids: bool) -> MethodRouter<Arc<AppState>> {
+    post(
+        move |State(state): State<Arc<AppState>>,
+              Path((app, room)): Path<(String, String)>,
+              Query(q): Query<WhipQuery>,
+              headers: HeaderMap,
+              body: axum::body::Bytes| async move {
+            let room = if string_ids {
+                string_room(&room)
+            } else {
+                numeric_room(&room)
+            };
+            match room {
+                Ok(room) => session(&state, kind, &app, room, q, &headers, &body).await,
+                Err(p) => p.into_response(),
+            }
+        },
+    )
 }
 
 /// One WHIP or WHEP session: checks the request, enters the room as the token's user on a headless

@@ -845,8 +845,8 @@ impl Hub {
         self.events.push_back((conn, Event::Kicked { reason }));
     }
 
-    /// The media ids and role of the member on `conn`.
-    fn target_of(&self, conn: ConnId) -> Result<(MediaTarget, &Member), SignalError> {
+    /// The room, seat key and member on `conn`.
+    fn seated(&self, conn: ConnId) -> Result<(&Room, &str, &Member), SignalError> {
         let seat = self
             .conns
             .get(&conn)
@@ -858,6 +858,12 @@ impl Hub {
             .and_then(|a| a.rooms.get(&seat.room))
             .ok_or(SignalError::NotInRoom)?;
         let member = room.members.get(&seat.user).ok_or(SignalError::NotInRoom)?;
+        Ok((room, &seat.user, member))
+    }
+
+    /// The media ids and role of the member on `conn`.
+    fn target_of(&self, conn: ConnId) -> Result<(MediaTarget, &Member), SignalError> {
+        let (room, _, member) = self.seated(conn)?;
         Ok((
             MediaTarget {
                 participant: member.participant,
@@ -990,23 +996,13 @@ impl Hub {
         &self,
         conn: ConnId,
     ) -> Result<(MediaTarget, Vec<WantedStream>), SignalError> {
-        let seat = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.seat.as_ref())
-            .ok_or(SignalError::NotInRoom)?;
-        let room = self
-            .apps
-            .get(&seat.app)
-            .and_then(|a| a.rooms.get(&seat.room))
-            .ok_or(SignalError::NotInRoom)?;
-        let member = room.members.get(&seat.user).ok_or(SignalError::NotInRoom)?;
+        let (room, key, member) = self.seated(conn)?;
         Ok((
             MediaTarget {
                 participant: member.participant,
                 room: room.handle,
             },
-            wanted_streams(room, &seat.user, member),
+            wanted_streams(room, key, member),
         ))
     }
 
