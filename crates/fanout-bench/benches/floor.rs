@@ -9,7 +9,7 @@
 //! - `gcm_sendmmsg`: seal all N, one `sendmmsg` for them.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use fanout_bench::floor::{timed_chunks, Floor, Send};
+use fanout_bench::floor::{timed_chunks, Floor, SendMode};
 use fanout_bench::forward::Media;
 use fanout_bench::FANOUTS;
 use std::time::Duration;
@@ -19,7 +19,7 @@ fn floor(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("floor_{}", media.name()));
         for n in FANOUTS {
             g.throughput(Throughput::Elements(n as u64));
-            for how in Send::ALL {
+            for how in SendMode::ALL {
                 g.bench_function(BenchmarkId::new(how.name(), n), |b| {
                     let mut floor = Floor::new(n, media.payload_len()).expect("loopback sockets");
                     b.iter_custom(|iters| {

@@ -311,7 +311,7 @@ impl Loopback {
 
 /// How the floor sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Send {
+pub enum SendMode {
     /// Seal only; nothing is sent (the cost of the crypto alone).
     None,
     /// One `sendto` per receiver of the packet copied, not encrypted (the syscall's own cost).
@@ -322,15 +322,20 @@ pub enum Send {
     SendMmsg,
 }
 
-impl Send {
-    pub const ALL: [Send; 4] = [Send::None, Send::PlainSendTo, Send::SendTo, Send::SendMmsg];
+impl SendMode {
+    pub const ALL: [SendMode; 4] = [
+        SendMode::None,
+        SendMode::PlainSendTo,
+        SendMode::SendTo,
+        SendMode::SendMmsg,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Send::None => "seal_only",
-            Send::PlainSendTo => "plain_sendto",
-            Send::SendTo => "gcm_sendto",
-            Send::SendMmsg => "gcm_sendmmsg",
+            SendMode::None => "seal_only",
+            SendMode::PlainSendTo => "plain_sendto",
+            SendMode::SendTo => "gcm_sendto",
+            SendMode::SendMmsg => "gcm_sendmmsg",
         }
     }
 }
@@ -369,12 +374,12 @@ impl Floor {
     }
 
     /// Sends the next packet to every receiver (sealed for each), as `how` says.
-    pub fn send_one(&mut self, how: Send) {
+    pub fn send_one(&mut self, how: SendMode) {
         let (seq, ts, pt) = (self.seq, self.ts, self.pt);
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(600);
         match how {
-            Send::PlainSendTo => {
+            SendMode::PlainSendTo => {
                 let buf = &mut self.bufs[0];
                 let end = RTP_HEADER_LEN + self.payload.len();
                 for i in 0..self.sealers.len() {
@@ -384,19 +389,19 @@ impl Floor {
                     self.net.send_to(i, &buf[..end]);
                 }
             }
-            Send::None | Send::SendTo => {
+            SendMode::None | SendMode::SendTo => {
                 // One buffer is enough when each packet leaves before the next is sealed.
                 let buf = &mut self.bufs[0];
                 for i in 0..self.sealers.len() {
                     let len = self.sealers[i].seal(buf, seq, ts, pt, false, &self.payload);
-                    if how == Send::SendTo {
+                    if how == SendMode::SendTo {
                         self.net.send_to(i, &buf[..len]);
                     } else {
                         std::hint::black_box(&buf[..len]);
                     }
                 }
             }
-            Send::SendMmsg => {
+            SendMode::SendMmsg => {
                 for (i, (sealer, buf)) in self.sealers.iter_mut().zip(&mut self.bufs).enumerate() {
                     self.lens[i] = sealer.seal(buf, seq, ts, pt, false, &self.payload);
                 }
@@ -463,7 +468,7 @@ mod tests {
 
     #[test]
     fn every_receiver_gets_every_packet_by_either_send() {
-        for how in [Send::PlainSendTo, Send::SendTo, Send::SendMmsg] {
+        for how in [SendMode::PlainSendTo, SendMode::SendTo, SendMode::SendMmsg] {
             let n = 10;
             let mut floor = Floor::new(n, 1100).unwrap();
             let mut chunks = 0;
@@ -492,7 +497,7 @@ mod tests {
     fn seal_only_sends_nothing() {
         let mut floor = Floor::new(3, 160).unwrap();
         for _ in 0..10 {
-            floor.send_one(Send::None);
+            floor.send_one(SendMode::None);
         }
         assert_eq!(floor.net.sent, 0);
         assert_eq!(floor.net.drain(), 0);

@@ -3,7 +3,7 @@
 //! the floor's seal + `sendto`. `rtc`'s SRTP is measured and reported (it returns a fresh buffer
 //! per packet), and checked not to get worse than one allocation per packet.
 
-use fanout_bench::floor::{Floor, Send};
+use fanout_bench::floor::{Floor, SendMode};
 use fanout_bench::forward::{down_track_index, Fanout, Media};
 use fanout_bench::srtp::{Profile, Protector};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -86,7 +86,7 @@ fn forwarding_a_packet_allocates_nothing() {
 
 #[test]
 fn the_floor_allocates_nothing() {
-    for how in Send::ALL {
+    for how in SendMode::ALL {
         let mut floor = Floor::new(10, 1100).unwrap();
         floor.send_one(how);
         floor.net.drain();

@@ -7,21 +7,38 @@ pub mod cli;
 pub mod clock;
 pub mod media;
 pub mod payload;
+pub mod recv;
 pub mod run;
 pub mod signal;
 pub mod stats;
 
-/// Whether `FANOUT_LOAD_TRACE` is set: print each participant's join timeline to stderr.
+/// Whether `FANOUT_LOAD_TRACE` is set: print each participant's join timeline (signalling steps,
+/// connection states, and every datagram until its connection is up) to stderr. A value other
+/// than `1` traces only participants whose name contains it.
 pub fn trace_on() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("FANOUT_LOAD_TRACE").is_some())
+    trace_filter().is_some()
+}
+
+fn trace_filter() -> Option<&'static str> {
+    static F: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    F.get_or_init(|| std::env::var("FANOUT_LOAD_TRACE").ok())
+        .as_deref()
+}
+
+/// Whether to trace `who`.
+pub fn trace_who(who: &str) -> bool {
+    match trace_filter() {
+        None => false,
+        Some("1") | Some("") => true,
+        Some(f) => who.contains(f),
+    }
 }
 
 /// Prints one timeline line when tracing is on.
 #[macro_export]
 macro_rules! trace {
     ($since:expr, $who:expr, $($arg:tt)*) => {
-        if $crate::trace_on() {
+        if $crate::trace_on() && $crate::trace_who(&$who.to_string()) {
             eprintln!("trace {:>8.1} ms {}: {}", $since.elapsed().as_secs_f64() * 1e3, $who, format!($($arg)*));
         }
     };

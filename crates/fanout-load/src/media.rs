@@ -13,8 +13,9 @@
 
 use crate::clock::{mono_ns, thread_cpu_ns};
 use crate::payload::{self, FrameSpec, Kind, Stamp};
+use crate::recv::Batch;
 use crate::stats::{Arrival, Histogram, StreamRx};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
@@ -43,6 +44,7 @@ use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::Arc;
@@ -57,6 +59,8 @@ const WAKER: Token = Token(usize::MAX);
 const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
 /// How often peer connections' timers are checked.
 const SWEEP: Duration = Duration::from_millis(5);
+/// How often a connected peer's next timeout is recomputed.
+const TIMEOUT_REFRESH: Duration = Duration::from_millis(10);
 /// How often local counters are published to [`Live`].
 const FLUSH: Duration = Duration::from_millis(100);
 
@@ -108,6 +112,23 @@ pub struct Live {
     pub send_errors: AtomicU64,
     /// CPU time of all media threads, nanoseconds.
     pub media_cpu_ns: AtomicU64,
+    pub receiver_reports: AtomicU64,
+    /// The server's media addresses (host candidates of its SDPs).
+    pub server_addrs: std::sync::Mutex<std::collections::HashSet<SocketAddr>>,
+}
+
+/// The UDP host candidates of an SDP.
+pub fn sdp_candidates(sdp: &str) -> Vec<SocketAddr> {
+    sdp.lines()
+        .filter_map(|l| l.trim_end().strip_prefix("a=candidate:"))
+        .filter_map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            if f.len() < 6 || !f[2].eq_ignore_ascii_case("udp") {
+                return None;
+            }
+            Some(SocketAddr::new(f[4].parse().ok()?, f[5].parse().ok()?))
+        })
+        .collect()
 }
 
 /// A media section the server's offer carries.
@@ -142,6 +163,7 @@ pub enum Cmd {
     },
     SubscriberOffer {
         participant: u64,
+        user: String,
         role: Role,
         ws_open: Instant,
         sdp: String,
@@ -179,6 +201,19 @@ pub struct TxReport {
     pub keyframe_requests: u64,
 }
 
+/// The state of one peer connection at the end of the run.
+#[derive(Debug, Clone)]
+pub struct PeerReport {
+    pub participant: u64,
+    /// The publishing (true) or subscribing (false) connection.
+    pub publishing: bool,
+    pub ice_state: String,
+    pub state: String,
+    /// Offers applied (subscribing connections).
+    pub offers: u32,
+    pub got_media: bool,
+}
+
 /// Everything a media thread measured.
 #[derive(Debug, Clone, Default)]
 pub struct ThreadReport {
@@ -196,6 +231,7 @@ pub struct ThreadReport {
     pub packets_in: [u64; 2],
     /// Local UDP ports of the thread's sockets (to read kernel drop counters).
     pub ports: Vec<u16>,
+    pub peers: Vec<PeerReport>,
     pub cpu_ns: u64,
     pub pc_failed: u64,
 }
@@ -297,8 +333,12 @@ fn build_pc(publisher: bool, simulcast: bool) -> Result<RTCPeerConnection, Strin
         RtpCodecKind::Video,
     )
     .map_err(err)?;
-    let mut registry = configure_rtcp_reports(Registry::new());
+    // Subscribers run no interceptor at all: rtc's receiver-report interceptor costs about a
+    // third of the receive path, so subscribers send their own receiver reports
+    // ([`RtpRx`]). Publishers get sender reports (the server relays them) and NACK responses.
+    let mut registry = Registry::new();
     if publisher {
+        registry = configure_rtcp_reports(registry);
         // Retransmits on NACK as a browser does (nothing is lost on loopback, so it stays idle).
         registry = configure_nack(registry, &mut m);
         if simulcast {
@@ -502,6 +542,87 @@ struct PubTx {
 // ------------------------------------------------------------------------------------------------
 // Receiving state
 
+/// RTP-level reception statistics of one SSRC, for the receiver reports a subscriber sends
+/// (RFC 3550 A.1, A.3, A.8).
+struct RtpRx {
+    ssrc: u32,
+    clock: u32,
+    base_seq: u16,
+    max_seq: u16,
+    cycles: u32,
+    received: u32,
+    expected_prior: u32,
+    received_prior: u32,
+    jitter: f64,
+    last_transit: Option<u32>,
+}
+
+impl RtpRx {
+    fn new(ssrc: u32, seq: u16, clock: u32) -> Self {
+        RtpRx {
+            ssrc,
+            clock,
+            base_seq: seq,
+            max_seq: seq,
+            cycles: 0,
+            received: 0,
+            expected_prior: 0,
+            received_prior: 0,
+            jitter: 0.0,
+            last_transit: None,
+        }
+    }
+
+    #[inline]
+    fn on_packet(&mut self, seq: u16, rtp_ts: u32, recv_ns: u64) {
+        let delta = seq.wrapping_sub(self.max_seq);
+        if delta != 0 && delta < 0x8000 {
+            if seq < self.max_seq {
+                self.cycles = self.cycles.wrapping_add(1 << 16);
+            }
+            self.max_seq = seq;
+        }
+        self.received = self.received.wrapping_add(1);
+        let arrival = (u128::from(recv_ns) * u128::from(self.clock) / 1_000_000_000) as u32;
+        let transit = arrival.wrapping_sub(rtp_ts);
+        if let Some(last) = self.last_transit {
+            let d = f64::from((transit.wrapping_sub(last) as i32).unsigned_abs());
+            self.jitter += (d - self.jitter) / 16.0;
+        }
+        self.last_transit = Some(transit);
+    }
+
+    fn report(&mut self) -> rtcp::reception_report::ReceptionReport {
+        let ext_max = self.cycles.wrapping_add(u32::from(self.max_seq));
+        let expected = ext_max
+            .wrapping_sub(u32::from(self.base_seq))
+            .wrapping_add(1);
+        let lost = expected.saturating_sub(self.received).min(0x7f_ffff);
+        let expected_interval = expected.wrapping_sub(self.expected_prior);
+        let received_interval = self.received.wrapping_sub(self.received_prior);
+        self.expected_prior = expected;
+        self.received_prior = self.received;
+        let lost_interval = i64::from(expected_interval) - i64::from(received_interval);
+        let fraction_lost = if expected_interval == 0 || lost_interval <= 0 {
+            0
+        } else {
+            ((lost_interval << 8) / i64::from(expected_interval)).min(255) as u8
+        };
+        rtcp::reception_report::ReceptionReport {
+            ssrc: self.ssrc,
+            fraction_lost,
+            total_lost: lost,
+            last_sequence_number: ext_max,
+            jitter: self.jitter as u32,
+            last_sender_report: 0,
+            delay: 0,
+        }
+    }
+}
+
+/// How often a subscriber sends a receiver report (browsers: about once a second).
+const RR_INTERVAL: Duration = Duration::from_secs(1);
+
 struct SubRx {
     /// mid -> (publisher index, kind), from the latest offer.
     mids: HashMap<String, (Option<u32>, Option<Kind>)>,
@@ -509,9 +630,45 @@ struct SubRx {
     owners: Vec<(u32, Option<u32>, Option<Kind>)>,
     streams: Vec<StreamRx>,
     last: usize,
+    rtp: Vec<RtpRx>,
+    /// A receiver of the connection (receiver reports are written through it).
+    receiver: Option<RTCRtpReceiverId>,
+    rr_ssrc: u32,
+    next_rr: Instant,
 }
 
 impl SubRx {
+    #[inline]
+    fn rtp(&mut self, ssrc: u32, seq: u16, clock: u32) -> &mut RtpRx {
+        match self.rtp.iter().position(|r| r.ssrc == ssrc) {
+            Some(i) => &mut self.rtp[i],
+            None => {
+                self.rtp.push(RtpRx::new(ssrc, seq, clock));
+                self.rtp.last_mut().expect("just pushed")
+            }
+        }
+    }
+
+    /// A receiver report of every SSRC received, when one is due.
+    fn receiver_report(
+        &mut self,
+        now: Instant,
+    ) -> Option<(RTCRtpReceiverId, rtcp::receiver_report::ReceiverReport)> {
+        if now < self.next_rr || self.rtp.is_empty() {
+            return None;
+        }
+        self.next_rr = now + RR_INTERVAL;
+        let receiver = self.receiver?;
+        Some((
+            receiver,
+            rtcp::receiver_report::ReceiverReport {
+                ssrc: self.rr_ssrc,
+                reports: self.rtp.iter_mut().take(31).map(RtpRx::report).collect(),
+                profile_extensions: Bytes::new(),
+            },
+        ))
+    }
+
     #[inline]
     fn stream(&mut self, publisher: u32, kind: Kind, layer: u8) -> &mut StreamRx {
         if let Some(s) = self.streams.get(self.last) {
@@ -541,6 +698,8 @@ enum Side {
 }
 
 struct Peer {
+    /// "<UserID>/pub" or "<UserID>/sub" (for traces).
+    who: String,
     socket: mio::net::UdpSocket,
     local: SocketAddr,
     pc: RTCPeerConnection,
@@ -552,6 +711,12 @@ struct Peer {
     connected: bool,
     got_media: bool,
     failed: bool,
+    ice_state: String,
+    state: String,
+    offers: u32,
+    /// When a connected peer's timeout is next recomputed (poll_timeout walks every layer; once
+    /// connected, its timers are coarse: RTCP reports, ICE keepalives).
+    timeout_refresh: Instant,
 }
 
 /// Thread-local counters per role.
@@ -621,7 +786,7 @@ impl Thread {
 
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
-        let mut buf = vec![0u8; 2048];
+        let mut batch = Batch::default();
         let mut next_sweep = Instant::now();
         let mut next_flush = Instant::now();
         loop {
@@ -652,7 +817,7 @@ impl Thread {
                 if t == WAKER {
                     continue;
                 }
-                self.read_socket(t.0, &mut buf);
+                self.read_socket(t.0, &mut batch);
             }
             // Commands.
             loop {
@@ -721,53 +886,51 @@ impl Thread {
 
     // -------------------------------------------------------------------------------- I/O
 
-    fn read_socket(&mut self, i: usize, buf: &mut [u8]) {
+    fn read_socket(&mut self, i: usize, batch: &mut Batch) {
         let Some(peer) = self.peers.get_mut(i).and_then(Option::as_mut) else {
             return;
         };
-        let mut n_read = 0;
+        let fd = peer.socket.as_raw_fd();
+        let agg = &mut self.agg;
+        let live = &self.live;
         loop {
-            let (n, from) = match peer.socket.recv_from(buf) {
-                Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
-            };
-            let now = Instant::now();
-            let recv_ns = mono_ns();
-            let msg = TaggedBytesMut {
-                now,
-                transport: TransportContext {
-                    local_addr: peer.local,
-                    peer_addr: from,
-                    ecn: None,
-                    transport_protocol: TransportProtocol::UDP,
-                },
-                message: BytesMut::from(&buf[..n]),
-            };
-            if !peer.connected {
-                crate::trace!(
-                    peer.ws_open,
-                    peer.participant,
-                    "recv {} bytes, first byte {}",
-                    n,
-                    buf[0]
-                );
-            }
-            let r = peer.pc.handle_read(msg);
-            if !peer.connected {
-                crate::trace!(peer.ws_open, peer.participant, "handle_read {:?}", r.err());
-            }
-            n_read += 1;
-            if !peer.connected || n_read % 64 == 0 {
-                // While connecting, events must be handled between datagrams: the DTLS
-                // handshake's first flight often follows the ICE check that connects in the
-                // same read, and rtc drops it unless the ICE state change is seen first.
-                drain(peer, &mut self.agg, &self.live);
-            } else {
-                while let Some(m) = peer.pc.poll_read() {
-                    on_message(peer, m.message, recv_ns, &mut self.agg);
+            let got = batch.recv(fd, |message, from| {
+                let now = Instant::now();
+                let recv_ns = mono_ns();
+                if !peer.connected {
+                    crate::trace!(
+                        peer.ws_open,
+                        peer.who,
+                        "recv {} bytes, first byte {}",
+                        message.len(),
+                        message.first().copied().unwrap_or(0)
+                    );
                 }
+                let r = peer.pc.handle_read(TaggedBytesMut {
+                    now,
+                    transport: TransportContext {
+                        local_addr: peer.local,
+                        peer_addr: from,
+                        ecn: None,
+                        transport_protocol: TransportProtocol::UDP,
+                    },
+                    message,
+                });
+                if !peer.connected {
+                    crate::trace!(peer.ws_open, peer.who, "handle_read {:?}", r.err());
+                    // While connecting, events must be handled between datagrams: the DTLS
+                    // handshake's first flight often follows the ICE check that connects in the
+                    // same read, and rtc drops it unless the ICE state change is seen first.
+                    drain(peer, agg, live);
+                } else {
+                    while let Some(m) = peer.pc.poll_read() {
+                        on_message(peer, m.message, recv_ns, agg);
+                    }
+                }
+            });
+            match got {
+                Ok(n) if n == crate::recv::BATCH => drain(peer, agg, live),
+                _ => break,
             }
         }
         if !self.is_dirty[i] {
@@ -794,6 +957,19 @@ impl Thread {
                 let _ = peer.pc.handle_timeout(now);
                 peer.next_timeout = None;
                 self.mark(i);
+            }
+            let Some(peer) = self.peers[i].as_mut() else {
+                continue;
+            };
+            if let Side::Sub(rx) = &mut peer.side {
+                if let Some((receiver, rr)) = rx.receiver_report(now) {
+                    if let Some(mut r) = peer.pc.rtp_receiver(receiver) {
+                        if r.write_rtcp(now, vec![Box::new(rr)]).is_ok() {
+                            self.live.receiver_reports.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    self.mark(i);
+                }
             }
         }
     }
@@ -881,13 +1057,14 @@ impl Thread {
             }
             Cmd::SubscriberOffer {
                 participant,
+                user,
                 role,
                 ws_open,
                 sdp,
                 tracks,
                 reply,
             } => {
-                let r = self.subscriber_offer(participant, role, ws_open, sdp, tracks);
+                let r = self.subscriber_offer(participant, user, role, ws_open, sdp, tracks);
                 let _ = reply.send(r);
             }
             Cmd::Remove { participant } => self.remove(participant),
@@ -1049,6 +1226,7 @@ impl Thread {
         };
         let tracks = sdp_mids(&offer.sdp);
         let peer = Peer {
+            who: format!("{user}/pub"),
             socket,
             local,
             pc,
@@ -1060,6 +1238,10 @@ impl Thread {
             connected: false,
             got_media: false,
             failed: false,
+            ice_state: "new".into(),
+            state: "new".into(),
+            offers: 0,
+            timeout_refresh: Instant::now(),
         };
         let i = self.add_peer(peer).map_err(|e| e.to_string())?;
         self.by_participant.entry(participant).or_default().0 = Some(i);
@@ -1070,12 +1252,19 @@ impl Thread {
         })
     }
 
+    fn note_server(&self, sdp: &str) {
+        if let Ok(mut a) = self.live.server_addrs.lock() {
+            a.extend(sdp_candidates(sdp));
+        }
+    }
+
     fn publisher_answer(&mut self, participant: u64, sdp: String) -> Result<(), String> {
         let i = self
             .by_participant
             .get(&participant)
             .and_then(|p| p.0)
             .ok_or("no publishing connection")?;
+        self.note_server(&sdp);
         let peer = self.peers[i].as_mut().ok_or("no publishing connection")?;
         let desc = RTCSessionDescription::answer(sdp).map_err(|e| e.to_string())?;
         peer.pc
@@ -1120,6 +1309,7 @@ impl Thread {
     fn subscriber_offer(
         &mut self,
         participant: u64,
+        user: String,
         role: Role,
         ws_open: Instant,
         sdp: String,
@@ -1134,6 +1324,7 @@ impl Thread {
                 pc.add_local_candidate(host_candidate(local)?)
                     .map_err(|e| e.to_string())?;
                 let peer = Peer {
+                    who: format!("{user}/sub"),
                     socket,
                     local,
                     pc,
@@ -1145,11 +1336,19 @@ impl Thread {
                         owners: Vec::new(),
                         streams: Vec::new(),
                         last: 0,
+                        rtp: Vec::new(),
+                        receiver: None,
+                        rr_ssrc: mono_ns() as u32 | 1,
+                        next_rr: Instant::now() + Duration::from_micros(mono_ns() % 1_000_000),
                     })),
                     next_timeout: None,
                     connected: false,
                     got_media: false,
                     failed: false,
+                    ice_state: "new".into(),
+                    state: "new".into(),
+                    offers: 0,
+                    timeout_refresh: Instant::now(),
                 };
                 let i = self.add_peer(peer).map_err(|e| e.to_string())?;
                 self.by_participant.entry(participant).or_default().1 = Some(i);
@@ -1158,6 +1357,7 @@ impl Thread {
         };
         let publishers = &self.config.publishers;
         let peer = self.peers[i].as_mut().ok_or("no subscribing connection")?;
+        peer.offers += 1;
         if let Side::Sub(rx) = &mut peer.side {
             rx.mids = tracks
                 .iter()
@@ -1174,6 +1374,9 @@ impl Thread {
         }
         let now = Instant::now();
         let err = |e: rtc::shared::error::Error| e.to_string();
+        if let Ok(mut a) = self.live.server_addrs.lock() {
+            a.extend(sdp_candidates(&sdp));
+        }
         let desc = RTCSessionDescription::offer(sdp).map_err(err)?;
         peer.pc.set_remote_description(now, desc).map_err(err)?;
         let answer = peer.pc.create_answer(None).map_err(err)?;
@@ -1208,9 +1411,18 @@ impl Thread {
         let mut tx = self.retired_tx.clone();
         let mut rx = self.retired_rx.clone();
         let mut ports = self.retired_ports.clone();
+        let mut peers = Vec::new();
         for peer in self.peers.iter().flatten() {
             collect(peer, &mut tx, &mut rx);
             ports.push(peer.local.port());
+            peers.push(PeerReport {
+                participant: peer.participant,
+                publishing: matches!(peer.side, Side::Pub(_)),
+                ice_state: peer.ice_state.clone(),
+                state: peer.state.clone(),
+                offers: peer.offers,
+                got_media: peer.got_media,
+            });
         }
         ThreadReport {
             rx,
@@ -1221,6 +1433,7 @@ impl Thread {
             misrouted: self.agg.misrouted,
             packets_in: self.agg.packets_in,
             ports,
+            peers,
             cpu_ns: thread_cpu_ns(),
             pc_failed: self.agg.pc_failed,
         }
@@ -1377,7 +1590,7 @@ fn drain(peer: &mut Peer, agg: &mut Agg, live: &Live) {
             if !peer.connected {
                 crate::trace!(
                     peer.ws_open,
-                    peer.participant,
+                    peer.who,
                     "send {} bytes, first byte {}",
                     out.message.len(),
                     out.message[0]
@@ -1404,15 +1617,20 @@ fn drain(peer: &mut Peer, agg: &mut Agg, live: &Live) {
             break;
         }
     }
-    peer.next_timeout = peer.pc.poll_timeout();
+    let now = Instant::now();
+    if !peer.connected || peer.next_timeout.is_none() || now >= peer.timeout_refresh {
+        peer.next_timeout = peer.pc.poll_timeout();
+        peer.timeout_refresh = now + TIMEOUT_REFRESH;
+    }
 }
 
 fn on_event(peer: &mut Peer, ev: RTCPeerConnectionEvent, agg: &mut Agg, live: &Live) {
     match ev {
         RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
+            peer.state = state.to_string();
             crate::trace!(
                 peer.ws_open,
-                peer.participant,
+                peer.who,
                 "{} connection {state}",
                 if matches!(peer.side, Side::Pub(_)) {
                     "publishing"
@@ -1445,10 +1663,12 @@ fn on_event(peer: &mut Peer, ev: RTCPeerConnectionEvent, agg: &mut Agg, live: &L
             }
         }
         RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
-            crate::trace!(peer.ws_open, peer.participant, "ICE {state}");
+            peer.ice_state = state.to_string();
+            crate::trace!(peer.ws_open, peer.who, "ICE {state}");
         }
         RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
             if let Side::Sub(rx) = &mut peer.side {
+                rx.receiver.get_or_insert(init.receiver_id);
                 let owner = mid_of_receiver(&mut peer.pc, init.receiver_id)
                     .and_then(|mid| rx.mids.get(&mid).copied());
                 if let Some((publisher, kind)) = owner {
@@ -1477,6 +1697,15 @@ fn on_message(peer: &mut Peer, msg: RTCMessage, recv_ns: u64, agg: &mut Agg) {
             };
             let st = parsed.stamp;
             let ssrc = pkt.header.ssrc;
+            let clock = match st.kind {
+                Kind::Audio => 48_000,
+                Kind::Video => 90_000,
+            };
+            rx.rtp(ssrc, pkt.header.sequence_number, clock).on_packet(
+                pkt.header.sequence_number,
+                pkt.header.timestamp,
+                recv_ns,
+            );
             if let Some(o) = rx.owners.iter().find(|o| o.0 == ssrc) {
                 if o.1.is_some_and(|p| p != st.publisher) || o.2.is_some_and(|k| k != st.kind) {
                     agg.misrouted[r] += 1;
@@ -1498,7 +1727,7 @@ fn on_message(peer: &mut Peer, msg: RTCMessage, recv_ns: u64, agg: &mut Agg) {
                 peer.got_media = true;
                 crate::trace!(
                     peer.ws_open,
-                    peer.participant,
+                    peer.who,
                     "first media packet ({})",
                     st.kind.name()
                 );

@@ -24,6 +24,7 @@ pub struct Summary {
     pub config: RunConfig,
     pub roles: Vec<RoleSummary>,
     pub generator: Generator,
+    pub server_sockets: ServerSockets,
     /// Participants that failed (user, why).
     pub failures: Vec<(String, String)>,
     /// Streams a participant should have received and did not (first 200).
@@ -52,6 +53,13 @@ pub struct Missing {
     pub user: String,
     pub publisher: String,
     pub kind: Kind,
+    /// Offers the receiver's subscribing connection applied (0: none came).
+    pub offers: u32,
+    /// ICE and connection state of the receiver's subscribing connection.
+    pub ice_state: String,
+    pub state: String,
+    /// Whether the receiver got any media at all.
+    pub got_media: bool,
 }
 
 /// Numbers of one role (publishers or subscribers).
@@ -116,6 +124,18 @@ pub struct Generator {
     /// by the generator itself, not the server.
     pub kernel_rx_drops: u64,
     pub peer_connections_failed: u64,
+    pub receiver_reports_sent: u64,
+}
+
+/// What the kernel says about the server's media sockets, when the server runs on this host
+/// (loopback): datagrams dropped because its receive buffer was full.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ServerSockets {
+    pub addrs: Vec<String>,
+    /// Drops while subscribers joined (after the publishers were up, before the window).
+    pub rx_drops_while_joining: Option<u64>,
+    /// Drops in the measurement window.
+    pub rx_drops_in_window: Option<u64>,
 }
 
 /// A setup failure that ends the run (server unreachable, credentials rejected, ...).
@@ -184,7 +204,13 @@ fn preflight(url: &str) -> Result<IpAddr, Fatal> {
 
 /// Datagrams dropped by the kernel at UDP sockets bound to `ports` (from /proc/net/udp{,6}).
 fn kernel_drops(ports: &HashSet<u16>) -> u64 {
+    kernel_drops_found(ports).unwrap_or(0)
+}
+
+/// Like [`kernel_drops`]; `None` when no such socket exists on this host.
+fn kernel_drops_found(ports: &HashSet<u16>) -> Option<u64> {
     let mut total = 0;
+    let mut found = false;
     for f in ["/proc/net/udp", "/proc/net/udp6"] {
         let Ok(text) = std::fs::read_to_string(f) else {
             continue;
@@ -199,11 +225,25 @@ fn kernel_drops(ports: &HashSet<u16>) -> u64 {
                 continue;
             };
             if ports.contains(&port) {
+                found = true;
                 total += cols.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
             }
         }
     }
-    total
+    found.then_some(total)
+}
+
+/// The server's media ports, when it runs on this host.
+fn server_ports(live: &Live, local_ip: IpAddr) -> HashSet<u16> {
+    live.server_addrs
+        .lock()
+        .map(|a| {
+            a.iter()
+                .filter(|s| s.ip().is_loopback() || s.ip() == local_ip)
+                .map(|s| s.port())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 struct Progress {
@@ -399,7 +439,17 @@ pub async fn run(opts: &Options) -> Result<Summary, Fatal> {
         }))
     };
 
-    let result = drive(opts, &shared, &live, pubs, subs, &phase, join_timeout).await;
+    let result = drive(
+        opts,
+        &shared,
+        &live,
+        pubs,
+        subs,
+        &phase,
+        join_timeout,
+        local_ip,
+    )
+    .await;
     progress_stop.store(true, Ordering::Relaxed);
     let _ = stop_tx.send(true);
     if let Some(p) = progress {
@@ -453,10 +503,13 @@ struct Window {
     media_cpu_ns: u64,
     process_cpu: f64,
     kernel_drops: u64,
+    server_drops_joining: Option<u64>,
+    server_drops_window: Option<u64>,
 }
 
 type Driven = (Vec<JoinHandle<()>>, Vec<ThreadReport>, Window);
 
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     opts: &Options,
     shared: &Arc<Shared>,
@@ -465,6 +518,7 @@ async fn drive(
     subs: Vec<Spec>,
     phase: &Mutex<&'static str>,
     join_timeout: Duration,
+    local_ip: IpAddr,
 ) -> Result<Driven, Fatal> {
     let gap = Duration::from_secs_f64(1.0 / opts.join_rate);
     let mut tasks = Vec::new();
@@ -493,6 +547,8 @@ async fn drive(
     })
     .await?;
     // Then subscribers; wait until each receives media.
+    let ports = server_ports(live, local_ip);
+    let drops0 = kernel_drops_found(&ports);
     let mut next = Instant::now();
     for spec in subs {
         check_fatal(shared)?;
@@ -520,6 +576,8 @@ async fn drive(
         )
     };
     let a = snap();
+    let server = server_ports(live, local_ip);
+    let drops1 = kernel_drops_found(&server);
     wait_until(
         shared,
         Instant::now() + Duration::from_secs_f64(opts.duration.max(0.0)),
@@ -529,6 +587,7 @@ async fn drive(
     // Let the threads publish their last counters.
     tokio::time::sleep(Duration::from_millis(150)).await;
     let b = snap();
+    let drops2 = kernel_drops_found(&server);
     // Stop sending, let the last packets arrive, then collect.
     *phase.lock().unwrap() = "draining";
     for m in &shared.media {
@@ -546,6 +605,7 @@ async fn drive(
     let ports: HashSet<u16> = reports
         .iter()
         .flat_map(|r| r.ports.iter().copied())
+        .filter(|p| !server.contains(p))
         .collect();
     let window = Window {
         secs: b.0.duration_since(a.0).as_secs_f64(),
@@ -555,6 +615,8 @@ async fn drive(
         media_cpu_ns: b.4 - a.4,
         process_cpu: b.5 - a.5,
         kernel_drops: kernel_drops(&ports),
+        server_drops_joining: drops0.zip(drops1).map(|(x, y)| y.saturating_sub(x)),
+        server_drops_window: drops1.zip(drops2).map(|(x, y)| y.saturating_sub(x)),
     };
     *phase.lock().unwrap() = "leaving";
     Ok((tasks, reports, window))
@@ -628,6 +690,12 @@ fn summarize(
             jitters[rx.role.index()].push(s.jitter_ns / 1e6);
         }
     }
+    let sub_peers: HashMap<u64, &crate::media::PeerReport> = reports
+        .iter()
+        .flat_map(|r| &r.peers)
+        .filter(|p| !p.publishing)
+        .map(|p| (p.participant, p))
+        .collect();
     // Expected streams: every publisher of the room that published, but oneself; for participants
     // that did not fail.
     let mut missing = Vec::new();
@@ -659,10 +727,15 @@ fn summarize(
                 } else {
                     r.streams_missing += 1;
                     if missing.len() < 200 {
+                        let peer = sub_peers.get(&id);
                         missing.push(Missing {
                             user: user.clone(),
                             publisher: index_user.get(&index).cloned().unwrap_or_default(),
                             kind: k,
+                            offers: peer.map_or(0, |p| p.offers),
+                            ice_state: peer.map_or("none".into(), |p| p.ice_state.clone()),
+                            state: peer.map_or("none".into(), |p| p.state.clone()),
+                            got_media: peer.is_some_and(|p| p.got_media),
                         });
                     }
                 }
@@ -725,6 +798,18 @@ fn summarize(
         process_cpu_sys_secs: s,
         kernel_rx_drops: window.kernel_drops,
         peer_connections_failed: live.pc_failed.load(Ordering::Relaxed),
+        receiver_reports_sent: live.receiver_reports.load(Ordering::Relaxed),
+    };
+    let mut addrs: Vec<String> = live
+        .server_addrs
+        .lock()
+        .map(|a| a.iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    addrs.sort();
+    let server_sockets = ServerSockets {
+        addrs,
+        rx_drops_while_joining: window.server_drops_joining,
+        rx_drops_in_window: window.server_drops_window,
     };
     Summary {
         config: RunConfig {
@@ -744,6 +829,7 @@ fn summarize(
         },
         roles: roles.to_vec(),
         generator,
+        server_sockets,
         failures,
         missing,
     }
@@ -823,6 +909,15 @@ pub fn render(s: &Summary) -> String {
         g.kernel_rx_drops,
         g.peer_connections_failed,
     ));
+    if let (Some(j), Some(w)) = (
+        s.server_sockets.rx_drops_while_joining,
+        s.server_sockets.rx_drops_in_window,
+    ) {
+        out.push_str(&format!(
+            "server media sockets {} (on this host): {j} datagrams dropped by the kernel (receive buffer full) while subscribers joined, {w} in the window\n",
+            s.server_sockets.addrs.join(", ")
+        ));
+    }
     for (u, why) in s.failures.iter().take(20) {
         out.push_str(&format!("failed: {u}: {why}\n"));
     }
@@ -834,10 +929,14 @@ pub fn render(s: &Summary) -> String {
     }
     for m in s.missing.iter().take(20) {
         out.push_str(&format!(
-            "missing: {} never received {} of {}\n",
+            "missing: {} never received {} of {} ({} offers; subscribing connection: ICE {}, {}{})\n",
             m.user,
             m.kind.name(),
-            m.publisher
+            m.publisher,
+            m.offers,
+            m.ice_state,
+            m.state,
+            if m.got_media { ", other streams flow" } else { ", no media at all" }
         ));
     }
     out

@@ -319,6 +319,7 @@ async fn run(shared: &Shared, spec: &Spec) -> Result<(), Failure> {
                     .unwrap_or_default();
                 let answer = media_call(shared, spec.id, |reply| Cmd::SubscriberOffer {
                     participant: spec.id,
+                    user: spec.user.clone(),
                     role: spec.role,
                     ws_open,
                     sdp,

@@ -91,7 +91,7 @@ const DIRECTIONS: [&str; 4] = ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inac
 pub fn mirror_inactive(offer: &str, answer: &str) -> String {
     let inactive: Vec<String> = split_sections(offer)
         .into_iter()
-        .filter(|sec| sec.iter().any(|l| *l == "a=inactive"))
+        .filter(|sec| sec.contains(&"a=inactive"))
         .filter_map(|sec| {
             sec.iter()
                 .find_map(|l| l.strip_prefix("a=mid:"))
