@@ -47,3 +47,13 @@ pub fn raise_fd_limit() {
         }
     }
 }
+
+/// Time the calling thread spent runnable but waiting for a CPU, nanoseconds (Linux
+/// schedstat; 0 where unavailable). A load generator starved of CPU measures late arrivals that
+/// are its own doing; this shows when that happened.
+pub fn thread_wait_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}

@@ -11,7 +11,7 @@
 //! Signalling (on the tokio runtime) reaches a thread through [`Cmd`]s; replies come back on
 //! oneshot channels.
 
-use crate::clock::{mono_ns, thread_cpu_ns};
+use crate::clock::{mono_ns, thread_cpu_ns, thread_wait_ns};
 use crate::payload::{self, FrameSpec, Kind, Stamp};
 use crate::recv::Batch;
 use crate::stats::{Arrival, Histogram, StreamRx};
@@ -112,9 +112,41 @@ pub struct Live {
     pub send_errors: AtomicU64,
     /// CPU time of all media threads, nanoseconds.
     pub media_cpu_ns: AtomicU64,
+    /// Time media threads were runnable but waited for a CPU, nanoseconds.
+    pub media_wait_ns: AtomicU64,
     pub receiver_reports: AtomicU64,
+    /// Retransmitted ClientHellos kept from rtc (see [`repeated_client_hello`]).
+    pub hello_repeats: AtomicU64,
     /// The server's media addresses (host candidates of its SDPs).
     pub server_addrs: std::sync::Mutex<std::collections::HashSet<SocketAddr>>,
+}
+
+/// Whether `d` is a DTLS ClientHello (with a cookie: handshake message_seq >= 1) that was
+/// received before, i.e. the server retransmitting its flight 3 because our flight 4 was lost.
+///
+/// Works around rtc-dtls 0.21.1 as DTLS server: a retransmitted ClientHello arriving while it
+/// waits for flight 5 cancels its retransmission timer without resending flight 4 (RFC 6347
+/// 4.2.4 wants it resent), and the server's next ClientHello does the same, so the handshake
+/// never completes. The server's retransmission arrives before ours is due (both wait 1 s, and
+/// ours started later), so one lost flight 4 (e.g. the server's socket buffer overflowing) would
+/// strand the connection for good. Not passing repeats on lets our timer resend flight 4, as a
+/// browser's DTLS stack would. The HelloVerifyRequest exchange (message_seq 0) is stateless and
+/// needs the repeats, so those pass.
+pub fn repeated_client_hello(seen: &mut Vec<u16>, d: &[u8]) -> bool {
+    // Record header: type 22 (handshake), version, epoch (0), sequence number, length; then the
+    // handshake header: msg_type 1 (ClientHello), length (3), message_seq (2).
+    if d.len() < 19 || d[0] != 22 || d[3] != 0 || d[4] != 0 || d[13] != 1 {
+        return false;
+    }
+    let message_seq = u16::from_be_bytes([d[17], d[18]]);
+    if message_seq == 0 {
+        return false;
+    }
+    if seen.contains(&message_seq) {
+        return true;
+    }
+    seen.push(message_seq);
+    false
 }
 
 /// The UDP host candidates of an SDP.
@@ -364,6 +396,13 @@ fn build_pc(publisher: bool, simulcast: bool) -> Result<RTCPeerConnection, Strin
                 // Connectivity checks every 50 ms as browsers pace them (rtc's default is 200 ms,
                 // which would add up to 400 ms to every join), for up to 2 s.
                 .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(40))
+                // rtc counts only STUN as a sign of life (not media): like the server, allow 15 s
+                // without a keepalive answer before "disconnected" and 30 s before "failed".
+                .with_ice_timeouts(
+                    Some(Duration::from_secs(15)),
+                    Some(Duration::from_secs(30)),
+                    Some(Duration::from_secs(2)),
+                )
                 .build(),
         )
         .with_media_engine(m)
@@ -714,6 +753,8 @@ struct Peer {
     ice_state: String,
     state: String,
     offers: u32,
+    /// DTLS handshake message sequence numbers of the ClientHellos received.
+    hellos: Vec<u16>,
     /// When a connected peer's timeout is next recomputed (poll_timeout walks every layer; once
     /// connected, its timers are coarse: RTCP reports, ICE keepalives).
     timeout_refresh: Instant,
@@ -760,6 +801,7 @@ struct Thread {
     retired_rx: Vec<RxReport>,
     retired_ports: Vec<u16>,
     cpu_flushed: u64,
+    wait_flushed: u64,
 }
 
 impl Thread {
@@ -781,6 +823,7 @@ impl Thread {
             retired_rx: Vec::new(),
             retired_ports: Vec::new(),
             cpu_flushed: 0,
+            wait_flushed: thread_wait_ns(),
         }
     }
 
@@ -882,6 +925,10 @@ impl Thread {
         l.media_cpu_ns
             .fetch_add(cpu - self.cpu_flushed, Ordering::Relaxed);
         self.cpu_flushed = cpu;
+        let wait = thread_wait_ns();
+        l.media_wait_ns
+            .fetch_add(wait.saturating_sub(self.wait_flushed), Ordering::Relaxed);
+        self.wait_flushed = wait;
     }
 
     // -------------------------------------------------------------------------------- I/O
@@ -906,6 +953,12 @@ impl Thread {
                         message.first().copied().unwrap_or(0)
                     );
                 }
+                if !peer.connected && repeated_client_hello(&mut peer.hellos, &message) {
+                    // See `repeated_client_hello`: let our own retransmission timer answer.
+                    live.hello_repeats.fetch_add(1, Ordering::Relaxed);
+                    crate::trace!(peer.ws_open, peer.who, "repeated ClientHello not passed on");
+                    return;
+                }
                 let r = peer.pc.handle_read(TaggedBytesMut {
                     now,
                     transport: TransportContext {
@@ -917,10 +970,11 @@ impl Thread {
                     message,
                 });
                 if !peer.connected {
-                    crate::trace!(peer.ws_open, peer.who, "handle_read {:?}", r.err());
-                    // While connecting, events must be handled between datagrams: the DTLS
-                    // handshake's first flight often follows the ICE check that connects in the
-                    // same read, and rtc drops it unless the ICE state change is seen first.
+                    if let Err(e) = r {
+                        crate::trace!(peer.ws_open, peer.who, "datagram refused: {e}");
+                    }
+                    // While connecting, every reply (STUN, DTLS) goes out at once and every
+                    // state change is seen before the next datagram.
                     drain(peer, agg, live);
                 } else {
                     while let Some(m) = peer.pc.poll_read() {
@@ -1242,6 +1296,7 @@ impl Thread {
             state: "new".into(),
             offers: 0,
             timeout_refresh: Instant::now(),
+            hellos: Vec::new(),
         };
         let i = self.add_peer(peer).map_err(|e| e.to_string())?;
         self.by_participant.entry(participant).or_default().0 = Some(i);
@@ -1349,6 +1404,7 @@ impl Thread {
                     state: "new".into(),
                     offers: 0,
                     timeout_refresh: Instant::now(),
+                    hellos: Vec::new(),
                 };
                 let i = self.add_peer(peer).map_err(|e| e.to_string())?;
                 self.by_participant.entry(participant).or_default().1 = Some(i);

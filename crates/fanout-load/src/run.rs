@@ -89,6 +89,8 @@ pub struct RoleSummary {
     pub misrouted: u64,
     /// Video streams whose first received packet was not the start of a keyframe.
     pub video_not_starting_at_keyframe: u64,
+    /// Received video streams per simulcast layer (0 = q, 1 = h, 2 = f; 0 without simulcast).
+    pub video_streams_by_layer: [u64; 3],
     pub keyframes_sent: u64,
     pub keyframe_requests: u64,
     pub jitter_ms_mean: f64,
@@ -114,6 +116,9 @@ pub struct Generator {
     pub bytes_in_per_sec: f64,
     /// CPU of the media threads in the window, seconds.
     pub media_cpu_secs: f64,
+    /// Time the media threads were runnable but waited for a CPU in the window, seconds (other
+    /// processes on the cores; latency measured then includes the generator's own delay).
+    pub media_cpu_wait_secs: f64,
     /// Received packets per second of media-thread CPU (packets a core can take).
     pub packets_in_per_media_cpu_sec: f64,
     /// CPU of the whole process in the window, percent of one core.
@@ -125,6 +130,9 @@ pub struct Generator {
     pub kernel_rx_drops: u64,
     pub peer_connections_failed: u64,
     pub receiver_reports_sent: u64,
+    /// Retransmitted DTLS ClientHellos not passed to rtc (a sign that the server dropped our
+    /// handshake flight; see `media::repeated_client_hello`).
+    pub dtls_client_hello_repeats: u64,
 }
 
 /// What the kernel says about the server's media sockets, when the server runs on this host
@@ -501,6 +509,7 @@ struct Window {
     packets_out: u64,
     bytes_in: u64,
     media_cpu_ns: u64,
+    media_wait_ns: u64,
     process_cpu: f64,
     kernel_drops: u64,
     server_drops_joining: Option<u64>,
@@ -573,6 +582,7 @@ async fn drive(
             live.bytes_in.load(Ordering::Relaxed),
             live.media_cpu_ns.load(Ordering::Relaxed),
             u + s,
+            live.media_wait_ns.load(Ordering::Relaxed),
         )
     };
     let a = snap();
@@ -613,6 +623,7 @@ async fn drive(
         packets_out: b.2 - a.2,
         bytes_in: b.3 - a.3,
         media_cpu_ns: b.4 - a.4,
+        media_wait_ns: b.6.saturating_sub(a.6),
         process_cpu: b.5 - a.5,
         kernel_drops: kernel_drops(&ports),
         server_drops_joining: drops0.zip(drops1).map(|(x, y)| y.saturating_sub(x)),
@@ -684,6 +695,9 @@ fn summarize(
         r.reordered += s.reordered;
         if s.kind == Kind::Video && s.first_keyframe == Some(false) {
             r.video_not_starting_at_keyframe += 1;
+        }
+        if s.kind == Kind::Video && s.unique > 0 {
+            r.video_streams_by_layer[usize::from(s.layer.min(2))] += 1;
         }
         if s.unique > 0 {
             got.insert((rx.participant, s.publisher, s.kind));
@@ -788,6 +802,7 @@ fn summarize(
         packets_out_per_sec: window.packets_out as f64 / secs,
         bytes_in_per_sec: window.bytes_in as f64 / secs,
         media_cpu_secs: media_cpu,
+        media_cpu_wait_secs: window.media_wait_ns as f64 / 1e9,
         packets_in_per_media_cpu_sec: if media_cpu > 0.0 {
             window.packets_in as f64 / media_cpu
         } else {
@@ -799,6 +814,7 @@ fn summarize(
         kernel_rx_drops: window.kernel_drops,
         peer_connections_failed: live.pc_failed.load(Ordering::Relaxed),
         receiver_reports_sent: live.receiver_reports.load(Ordering::Relaxed),
+        dtls_client_hello_repeats: live.hello_repeats.load(Ordering::Relaxed),
     };
     let mut addrs: Vec<String> = live
         .server_addrs
@@ -885,6 +901,17 @@ pub fn render(s: &Summary) -> String {
             ));
         }
     }
+    if s.config.simulcast {
+        for r in &s.roles {
+            let l = r.video_streams_by_layer;
+            if l.iter().sum::<u64>() > 0 {
+                out.push_str(&format!(
+                    "{}: video streams received by simulcast layer: q {}, h {}, f {}\n",
+                    r.role, l[0], l[1], l[2]
+                ));
+            }
+        }
+    }
     let p = &s.roles[0];
     out.push_str(&format!(
         "publishers: {} streams sent, {} keyframes ({} requested by PLI/FIR)\n",
@@ -892,22 +919,32 @@ pub fn render(s: &Summary) -> String {
     ));
     let g = &s.generator;
     out.push_str(&format!(
-        "generator ({} media thread{}, {:.1} s window): in {:.0} pkt/s ({:.1} Mbit/s), out {:.0} pkt/s; \
-         media CPU {:.2} s = {:.0} received pkt per CPU-second; process CPU {:.0}% of a core \
-         (total user {:.2} s, sys {:.2} s); kernel drops at our sockets {}; peer connections failed {}\n",
+        "generator: {} media thread{}, {:.1} s window: in {:.0} pkt/s ({:.1} Mbit/s), out {:.0} pkt/s\n",
         g.media_threads,
         if g.media_threads == 1 { "" } else { "s" },
         g.window_secs,
         g.packets_in_per_sec,
         g.bytes_in_per_sec * 8.0 / 1e6,
         g.packets_out_per_sec,
+    ));
+    out.push_str(&format!(
+        "generator CPU: media threads {:.2} s in the window = {:.0} received packets per CPU-second \
+         (runnable but waiting for a CPU {:.2} s); process {:.0}% of a core (whole run: user {:.2} s, \
+         system {:.2} s)\n",
         g.media_cpu_secs,
         g.packets_in_per_media_cpu_sec,
+        g.media_cpu_wait_secs,
         g.process_cpu_percent,
         g.process_cpu_user_secs,
         g.process_cpu_sys_secs,
+    ));
+    out.push_str(&format!(
+        "generator health: {} datagrams dropped at our sockets, {} peer connections failed, \
+         {} receiver reports sent, {} repeated DTLS ClientHellos held back\n",
         g.kernel_rx_drops,
         g.peer_connections_failed,
+        g.receiver_reports_sent,
+        g.dtls_client_hello_repeats,
     ));
     if let (Some(j), Some(w)) = (
         s.server_sockets.rx_drops_while_joining,

@@ -49,6 +49,23 @@ pub struct MediaConfig {
     pub workers: usize,
 }
 
+/// Socket buffer size for media: a worker that stalls for a moment (a join's crypto, CPU contention)
+/// must not lose datagrams at the kernel.
+pub const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+
+/// Binds a media UDP socket with large buffers (the kernel may cap them at `net.core.rmem_max`).
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
 /// The running media workers.
 pub struct Media {
     workers: Vec<WorkerHandle>,
@@ -75,7 +92,7 @@ impl Media {
                     )
                 })?
             };
-            let socket = UdpSocket::bind(SocketAddr::new(config.bind, port))?;
+            let socket = bind_udp(SocketAddr::new(config.bind, port))?;
             socket.set_read_timeout(Some(Duration::from_millis(2)))?;
             let local = socket.local_addr()?;
             let candidate = SocketAddr::new(config.public_ip.unwrap_or(local.ip()), local.port());
@@ -380,30 +397,40 @@ impl Worker {
     }
 
     fn drain_peer(&mut self, key: (ParticipantId, Side)) {
-        let mut events = Vec::new();
-        let mut messages = Vec::new();
-        {
-            let socket = &self.socket;
-            let Some(pc) = pc_in(&mut self.participants, key) else {
-                return;
-            };
-            while let Some(out) = pc.poll_write() {
-                if let Err(e) = socket.send_to(&out.message, out.transport.peer_addr) {
-                    debug!(error = %e, "udp send error");
+        // Until the connection has nothing left: polling events or reads can queue new datagrams
+        // (the DTLS ClientHello is queued when ICE picks its pair), which must go out now, not at the
+        // next datagram or timer.
+        loop {
+            let mut events = Vec::new();
+            let mut messages = Vec::new();
+            let mut sent = 0usize;
+            {
+                let socket = &self.socket;
+                let Some(pc) = pc_in(&mut self.participants, key) else {
+                    return;
+                };
+                while let Some(out) = pc.poll_write() {
+                    sent += 1;
+                    if let Err(e) = socket.send_to(&out.message, out.transport.peer_addr) {
+                        debug!(error = %e, "udp send error");
+                    }
+                }
+                while let Some(ev) = pc.poll_event() {
+                    events.push(ev);
+                }
+                while let Some(msg) = pc.poll_read() {
+                    messages.push(msg.message);
                 }
             }
-            while let Some(ev) = pc.poll_event() {
-                events.push(ev);
+            if sent == 0 && events.is_empty() && messages.is_empty() {
+                return;
             }
-            while let Some(msg) = pc.poll_read() {
-                messages.push(msg.message);
+            for ev in events {
+                self.handle_pc_event(key, ev);
             }
-        }
-        for ev in events {
-            self.handle_pc_event(key, ev);
-        }
-        for msg in messages {
-            self.handle_pc_message(key, msg);
+            for msg in messages {
+                self.handle_pc_message(key, msg);
+            }
         }
     }
 

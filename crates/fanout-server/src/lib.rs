@@ -221,6 +221,10 @@ pub async fn start(config: Config, addr: SocketAddr) -> std::io::Result<Running>
         }
     });
     let app = router(state.clone());
+    // Signalling is small messages that must not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Running { addr, state, task })
 }

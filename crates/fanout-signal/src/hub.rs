@@ -54,6 +54,7 @@ pub struct Hub {
     participants: HashMap<u64, Seat>,
     /// Set when the server shuts down: no new entries.
     draining: bool,
+    next_room: u64,
     /// Room handle (the media workers' room id) -> app and room.
     handles: HashMap<u64, (u32, RoomId)>,
     next_id: u64,
@@ -230,6 +231,7 @@ impl Hub {
             media: VecDeque::new(),
             callbacks: VecDeque::new(),
             draining: false,
+            next_room: 0,
             participants: HashMap::new(),
             handles: HashMap::new(),
             next_id: 0,
@@ -455,9 +457,11 @@ impl Hub {
             .apps
             .get(&app_id)
             .is_some_and(|a| !a.rooms.contains_key(&enter.room));
-        self.next_id += 1;
-        let new_handle = self.next_id;
+        // Room handles count up one per room (the server spreads rooms over media workers by
+        // handle); participant ids have their own counter.
+        let new_handle = self.next_room + 1;
         if room_is_new {
+            self.next_room = new_handle;
             self.handles
                 .insert(new_handle, (app_id, enter.room.clone()));
         }

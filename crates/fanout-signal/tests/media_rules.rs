@@ -373,3 +373,43 @@ fn offers_name_the_publishers_by_user_id() {
     assert_eq!(tracks[0].user_id, "alice");
     assert_eq!(tracks[0].mid, "0");
 }
+
+#[test]
+fn room_handles_count_up_by_one_so_rooms_spread_over_workers() {
+    let mut h = hub(false);
+    let mut handles = Vec::new();
+    for (conn, (user, room)) in [("alice", 7u32), ("bob", 8), ("carol", 9)]
+        .into_iter()
+        .enumerate()
+    {
+        let t = now();
+        h.connect(conn as u64);
+        h.handle(
+            conn as u64,
+            Request::EnterRoom(EnterRoom {
+                sdk_app_id: u64::from(APP),
+                user_id: user.into(),
+                user_sig: fanout_auth::gen_usersig(APP, KEY, user, 3600, t.unix),
+                room: RoomId::Num(room),
+                role_name: None,
+                private_map_key: None,
+            }),
+            t,
+        )
+        .unwrap();
+        let (_, media) = drain(&mut h);
+        let handle = media
+            .iter()
+            .find_map(|m| match m {
+                MediaOut::SetSubscriptions { target, .. } => Some(target.room),
+                _ => None,
+            })
+            .expect("a subscription set names the room");
+        handles.push(handle);
+    }
+    assert_eq!(
+        handles,
+        vec![handles[0], handles[0] + 1, handles[0] + 2],
+        "{handles:?}"
+    );
+}
