@@ -4,7 +4,7 @@ import { FanoutClient, FanoutError } from '/fanout.js';
 
 const SERVER_EVENTS = [
   'user-entered', 'user-exited', 'role-changed', 'kicked', 'stream-added', 'stream-removed',
-  'limit-exceeded', 'offer', 'disconnected', 'connection-state', 'error',
+  'limit-exceeded', 'active-speakers', 'offer', 'disconnected', 'connection-state', 'error',
 ];
 
 function plain(detail) {

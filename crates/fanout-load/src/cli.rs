@@ -79,4 +79,15 @@ pub struct Options {
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// The server to drive: `fanout` (its WebSocket signalling) or `janus` (Janus's VideoRoom
+    /// plugin over the Janus HTTP API; pass e.g. `--url http://127.0.0.1:8088/janus`).
+    #[arg(long, value_enum, default_value_t = Target::Fanout)]
+    pub target: Target,
+}
+
+/// The server `fanout-load` drives.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Fanout,
+    Janus,
 }

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod janus;
 pub mod media;
 pub mod payload;
 pub mod recv;

@@ -2,7 +2,7 @@
 //! (publishers first), measure for the duration, stop the publishers, collect every thread's
 //! numbers and build the summary.
 
-use crate::cli::Options;
+use crate::cli::{Options, Target};
 use crate::clock::{mono_ns, process_cpu_secs};
 use crate::media::{Cmd, Live, MediaConfig, MediaHandle, Role, ThreadReport};
 use crate::payload::Kind;
@@ -158,11 +158,13 @@ fn ms(us: Option<u64>) -> Option<f64> {
 fn host_port(url: &str) -> Result<(String, u16), Fatal> {
     let (rest, default_port) = if let Some(r) = url.strip_prefix("ws://") {
         (r, 80)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (r, 80)
     } else if let Some(r) = url.strip_prefix("wss://") {
         (r, 443)
     } else {
         return Err(Fatal(format!(
-            "--url must start with ws:// or wss://: {url}"
+            "--url must start with ws://, wss:// or (--target janus) http://: {url}"
         )));
     };
     let authority = rest.split('/').next().unwrap_or_default();
@@ -516,6 +518,18 @@ struct Window {
     server_drops_window: Option<u64>,
 }
 
+/// Starts one participant task, signalled the way `--target` says.
+fn spawn_participant(opts: &Options, shared: &Arc<Shared>, spec: Spec) -> JoinHandle<()> {
+    match opts.target {
+        Target::Fanout => tokio::spawn(participant(shared.clone(), spec)),
+        Target::Janus => tokio::spawn(crate::janus::participant(
+            shared.clone(),
+            spec,
+            opts.publishers,
+        )),
+    }
+}
+
 type Driven = (Vec<JoinHandle<()>>, Vec<ThreadReport>, Window);
 
 #[allow(clippy::too_many_arguments)]
@@ -549,7 +563,7 @@ async fn drive(
         check_fatal(shared)?;
         tokio::time::sleep_until(next.into()).await;
         next += gap;
-        tasks.push(tokio::spawn(participant(shared.clone(), spec)));
+        tasks.push(spawn_participant(opts, shared, spec));
     }
     wait_until(shared, Instant::now() + join_timeout, || {
         live.pubs_connected.load(Ordering::Relaxed) + failed_of("p") >= n_pubs
@@ -563,7 +577,7 @@ async fn drive(
         check_fatal(shared)?;
         tokio::time::sleep_until(next.into()).await;
         next += gap;
-        tasks.push(tokio::spawn(participant(shared.clone(), spec)));
+        tasks.push(spawn_participant(opts, shared, spec));
     }
     if n_pubs > 0 {
         wait_until(shared, Instant::now() + join_timeout, || {
