@@ -70,7 +70,10 @@ async fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Res
     if status != "200" {
         return Err(format!("HTTP {status} for {method} {path}: {body}"));
     }
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -225,7 +228,11 @@ impl Session {
         }
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(i) = self.queued.iter().position(|e| e["transaction"] == t.as_str()) {
+            if let Some(i) = self
+                .queued
+                .iter()
+                .position(|e| e["transaction"] == t.as_str())
+            {
                 return Ok(self.queued.remove(i));
             }
             let left = deadline.saturating_duration_since(Instant::now());

@@ -33,6 +33,8 @@ pub struct Summary {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RunConfig {
+    /// `fanout` or `janus`.
+    pub target: String,
     pub url: String,
     pub app: u32,
     pub rooms: u32,
@@ -111,6 +113,10 @@ pub struct Generator {
     pub media_threads: usize,
     /// The measurement window (everyone joined), seconds.
     pub window_secs: f64,
+    /// Start and end of the window, seconds since the Unix epoch (to line up samples of the
+    /// server's CPU time with the window, as `scripts/bench-compare` does).
+    pub window_start_unix: f64,
+    pub window_end_unix: f64,
     pub packets_in_per_sec: f64,
     pub packets_out_per_sec: f64,
     pub bytes_in_per_sec: f64,
@@ -503,10 +509,19 @@ fn shutdown(shared: Arc<Shared>) {
     }
 }
 
+fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// Numbers of the measurement window.
 #[derive(Debug, Clone, Copy, Default)]
 struct Window {
     secs: f64,
+    start_unix: f64,
+    end_unix: f64,
     packets_in: u64,
     packets_out: u64,
     bytes_in: u64,
@@ -600,6 +615,7 @@ async fn drive(
         )
     };
     let a = snap();
+    let start_unix = unix_secs();
     let server = server_ports(live, local_ip);
     let drops1 = kernel_drops_found(&server);
     wait_until(
@@ -611,6 +627,7 @@ async fn drive(
     // Let the threads publish their last counters.
     tokio::time::sleep(Duration::from_millis(150)).await;
     let b = snap();
+    let end_unix = unix_secs();
     let drops2 = kernel_drops_found(&server);
     // Stop sending, let the last packets arrive, then collect.
     *phase.lock().unwrap() = "draining";
@@ -633,6 +650,8 @@ async fn drive(
         .collect();
     let window = Window {
         secs: b.0.duration_since(a.0).as_secs_f64(),
+        start_unix,
+        end_unix,
         packets_in: b.1 - a.1,
         packets_out: b.2 - a.2,
         bytes_in: b.3 - a.3,
@@ -812,6 +831,8 @@ fn summarize(
     let generator = Generator {
         media_threads: opts.threads,
         window_secs: window.secs,
+        window_start_unix: window.start_unix,
+        window_end_unix: window.end_unix,
         packets_in_per_sec: window.packets_in as f64 / secs,
         packets_out_per_sec: window.packets_out as f64 / secs,
         bytes_in_per_sec: window.bytes_in as f64 / secs,
@@ -843,6 +864,7 @@ fn summarize(
     };
     Summary {
         config: RunConfig {
+            target: format!("{:?}", opts.target).to_ascii_lowercase(),
             url: opts.url.clone(),
             app: opts.app,
             rooms: opts.rooms,

@@ -109,6 +109,17 @@ max_width = 640
 max_height = 360
 max_fps = 15
 
+# Caps far below what the test publisher sends (~170 kbit/s of video: 50 frames/s of 412 bytes)
+# and its keyframes' resolution.
+[apps.roles.tiny_bitrate]
+can_publish = true
+max_video_kbps = 8
+
+[apps.roles.tiny_resolution]
+can_publish = true
+max_width = 32
+max_height = 24
+
 [apps.roles.audience]
 can_publish = false
 
