@@ -85,14 +85,23 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/apps/{app}/rooms", get(list_rooms))
-        .route("/v1/apps/{app}/rooms/{room}", get(describe_num))
-        .route("/v1/apps/{app}/str_rooms/{room}", get(describe_str))
-        .route("/v1/apps/{app}/rooms/{room}/dismiss", post(dismiss_num))
-        .route("/v1/apps/{app}/str_rooms/{room}/dismiss", post(dismiss_str))
-        .route("/v1/apps/{app}/rooms/{room}/remove_users", post(remove_num))
+        .route("/v1/apps/{app}/rooms/{room}", get(describe::<Numeric>))
+        .route("/v1/apps/{app}/str_rooms/{room}", get(describe::<Str>))
+        .route(
+            "/v1/apps/{app}/rooms/{room}/dismiss",
+            post(dismiss::<Numeric>),
+        )
+        .route(
+            "/v1/apps/{app}/str_rooms/{room}/dismiss",
+            post(dismiss::<Str>),
+        )
+        .route(
+            "/v1/apps/{app}/rooms/{room}/remove_users",
+            post(remove::<Numeric>),
+        )
         .route(
             "/v1/apps/{app}/str_rooms/{room}/remove_users",
-            post(remove_str),
+            post(remove::<Str>),
         )
         .route("/v1/apps/{app}/roles", get(list_roles))
         .route(
@@ -211,64 +220,52 @@ async fn list_rooms(
     Ok(Json(json!({ "rooms": rooms })))
 }
 
-fn describe(
-    state: &AppState,
-    app: &str,
-    headers: &HeaderMap,
-    room: Result<RoomId, ApiError>,
+/// How a route names its room: `/rooms/{room_id}` or `/str_rooms/{str_room_id}`.
+trait RoomKind {
+    fn parse(room: &str) -> Result<RoomId, ApiError>;
+}
+
+/// `/rooms/{room_id}`.
+struct Numeric;
+/// `/str_rooms/{str_room_id}`.
+struct Str;
+
+impl RoomKind for Numeric {
+    fn parse(room: &str) -> Result<RoomId, ApiError> {
+        numeric_room(room)
+    }
+}
+
+impl RoomKind for Str {
+    fn parse(room: &str) -> Result<RoomId, ApiError> {
+        string_room(room)
+    }
+}
+
+async fn describe<K: RoomKind>(
+    State(state): State<Arc<AppState>>,
+    Path((app, room)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult {
-    let app = authorize(state, app, headers)?;
-    let room = room?;
+    let app = authorize(&state, &app, &headers)?;
+    let room = K::parse(&room)?;
     state
         .with_hub(|h| h.describe_room(app, &room))
         .map(Json)
         .ok_or_else(not_open)
 }
 
-async fn describe_num(
+async fn dismiss<K: RoomKind>(
     State(state): State<Arc<AppState>>,
     Path((app, room)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
-    describe(&state, &app, &headers, numeric_room(&room))
-}
-
-async fn describe_str(
-    State(state): State<Arc<AppState>>,
-    Path((app, room)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult {
-    describe(&state, &app, &headers, string_room(&room))
-}
-
-fn dismiss(
-    state: &AppState,
-    app: &str,
-    headers: &HeaderMap,
-    room: Result<RoomId, ApiError>,
-) -> ApiResult {
-    let app = authorize(state, app, headers)?;
-    let room = room?;
+    let app = authorize(&state, &app, &headers)?;
+    let room = K::parse(&room)?;
     let removed = state
         .with_hub(|h| h.dismiss_room(app, &room))
         .ok_or_else(not_open)?;
     Ok(Json(json!({ "dismissed": true, "users_removed": removed })))
-}
-
-async fn dismiss_num(
-    State(state): State<Arc<AppState>>,
-    Path((app, room)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult {
-    dismiss(&state, &app, &headers, numeric_room(&room))
-}
-
-async fn dismiss_str(
-    State(state): State<Arc<AppState>>,
-    Path((app, room)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult {
-    dismiss(&state, &app, &headers, string_room(&room))
 }
 
 /// Parses a JSON body of at most MAX_BODY bytes into an object.
@@ -292,16 +289,16 @@ fn json_body(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
     }
 }
 
-fn remove(
-    state: &AppState,
-    app: &str,
-    headers: &HeaderMap,
-    room: Result<RoomId, ApiError>,
-    body: &[u8],
+async fn remove<K: RoomKind>(
+    State(state): State<Arc<AppState>>,
+    Path((app, room)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
 ) -> ApiResult {
-    let app = authorize(state, app, headers)?;
-    let room = room?;
-    let body = json_body(body)?;
+    let app = authorize(&state, &app, &headers)?;
+    let body = body_bytes(body)?;
+    let room = K::parse(&room)?;
+    let body = json_body(&body)?;
     if let Some(k) = body.keys().find(|k| k.as_str() != "user_ids") {
         return Err(ApiError::field(
             StatusCode::BAD_REQUEST,
@@ -351,26 +348,6 @@ fn remove(
         .with_hub(|h| h.remove_users(app, &room, &users))
         .ok_or_else(not_open)?;
     Ok(Json(json!({ "removed": removed })))
-}
-
-async fn remove_num(
-    State(state): State<Arc<AppState>>,
-    Path((app, room)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    let body = body_bytes(body)?;
-    remove(&state, &app, &headers, numeric_room(&room), &body)
-}
-
-async fn remove_str(
-    State(state): State<Arc<AppState>>,
-    Path((app, room)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    let body = body_bytes(body)?;
-    remove(&state, &app, &headers, string_room(&room), &body)
 }
 
 async fn list_roles(
