@@ -1030,6 +1030,10 @@ mod tests {
             ("example.com".into(), 443)
         );
         assert_eq!(host_port("ws://[::1]:9/v1").unwrap(), ("::1".into(), 9));
-        assert!(host_port("http://x").is_err());
+        assert_eq!(
+            host_port("http://127.0.0.1:8088/janus").unwrap(),
+            ("127.0.0.1".into(), 8088)
+        );
+        assert!(host_port("ftp://x").is_err());
     }
 }
