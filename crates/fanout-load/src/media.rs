@@ -386,7 +386,7 @@ fn build_pc(publisher: bool, simulcast: bool) -> Result<RTCPeerConnection, Strin
         // Keyframe requests must reach us: mark inbound RTCP for the application.
         registry = registry.with(
             rtc::interceptor::Slot::from(14_000usize),
-            DeliverRtcp::default(),
+            fanout_rtc::peer::DeliverRtcp::default(),
         );
     }
     RTCPeerConnectionBuilder::new()
@@ -429,50 +429,6 @@ fn host_candidate(
     RTCIceCandidate::from(&c)
         .to_json()
         .map_err(|e| e.to_string())
-}
-
-/// `rtc` drops inbound RTCP at the end of its interceptor chain unless an interceptor marks it for
-/// the application; this one marks all of it (publishers need PLI and FIR).
-#[derive(Default)]
-struct DeliverRtcp {
-    read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
-    write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
-}
-
-impl rtc::sansio::Protocol<rtc::interceptor::TaggedPacket, rtc::interceptor::TaggedPacket, ()>
-    for DeliverRtcp
-{
-    type Rout = rtc::interceptor::TaggedPacket;
-    type Wout = rtc::interceptor::TaggedPacket;
-    type Eout = ();
-    type Error = rtc::shared::error::Error;
-    type Time = Instant;
-
-    fn handle_read(&mut self, mut msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
-        if matches!(msg.message.packet, rtc::interceptor::Packet::Rtcp(_)) {
-            msg.message
-                .add(rtc::interceptor::Attribute::DeliverToApplication);
-        }
-        self.read.push_back(msg);
-        Ok(())
-    }
-    fn poll_read(&mut self) -> Option<Self::Rout> {
-        self.read.pop_front()
-    }
-    fn handle_write(&mut self, msg: rtc::interceptor::TaggedPacket) -> Result<(), Self::Error> {
-        self.write.push_back(msg);
-        Ok(())
-    }
-    fn poll_write(&mut self) -> Option<Self::Wout> {
-        self.write.pop_front()
-    }
-}
-
-impl rtc::interceptor::Interceptor for DeliverRtcp {
-    fn bind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
-    fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
 }
 
 /// (mid, kind) of each media section of an SDP.

@@ -170,7 +170,7 @@ pub fn ice_credentials() -> (String, String) {
 /// the application. We run no other interceptors (the router does NACK, PLI, reports and REMB), so
 /// this one marks every inbound RTCP packet for delivery and passes everything else through.
 #[derive(Default)]
-struct DeliverRtcp {
+pub struct DeliverRtcp {
     read: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
     write: std::collections::VecDeque<rtc::interceptor::TaggedPacket>,
 }

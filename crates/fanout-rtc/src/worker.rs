@@ -731,18 +731,13 @@ impl Worker {
                 down_track,
                 packet,
             } => {
-                let Some(sb) = self
-                    .participants
-                    .get_mut(&subscriber)
-                    .and_then(|p| p.subscriber.as_mut())
+                let Some((pc, down)) =
+                    down_track_of(&mut self.participants, subscriber, down_track)
                 else {
                     return;
                 };
-                let Some(down) = sb.downs.iter().find(|d| d.id == down_track) else {
-                    return;
-                };
                 let i = kind_index(down.kind);
-                if let Some(mut sender) = sb.pc.rtp_sender(down.sender) {
+                if let Some(mut sender) = pc.rtp_sender(down.sender) {
                     match sender.write_rtp(now, convert::rtp_out(&packet)) {
                         Ok(()) => {
                             self.counters.packets_out[i] += 1;
@@ -840,17 +835,12 @@ impl Worker {
                 packet_count,
                 octet_count,
             } => {
-                let Some(sb) = self
-                    .participants
-                    .get_mut(&subscriber)
-                    .and_then(|p| p.subscriber.as_mut())
+                let Some((pc, down)) =
+                    down_track_of(&mut self.participants, subscriber, down_track)
                 else {
                     return;
                 };
-                let Some(down) = sb.downs.iter().find(|d| d.id == down_track) else {
-                    return;
-                };
-                if let Some(mut s) = sb.pc.rtp_sender(down.sender) {
+                if let Some(mut s) = pc.rtp_sender(down.sender) {
                     let sr = rtcp::sender_report::SenderReport {
                         ssrc,
                         ntp_time,
@@ -1706,6 +1696,17 @@ fn negotiated_payload_type(
         .iter()
         .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
         .map(|c| c.payload_type)
+}
+
+/// A subscriber's connection and one of its down-tracks.
+fn down_track_of(
+    participants: &mut HashMap<ParticipantId, Participant>,
+    subscriber: ParticipantId,
+    down_track: DownTrackId,
+) -> Option<(&mut RTCPeerConnection, &Down)> {
+    let sb = participants.get_mut(&subscriber)?.subscriber.as_mut()?;
+    let down = sb.downs.iter().find(|d| d.id == down_track)?;
+    Some((&mut sb.pc, down))
 }
 
 fn pc_in(
