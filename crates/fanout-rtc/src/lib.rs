@@ -4,6 +4,7 @@
 //! its outputs per subscriber.
 //!
 //! - [`api`]: commands from signalling, events back.
+//! - [`batch`]: outgoing datagrams sent many per system call (`sendmmsg`).
 //! - [`demux`]: STUN USERNAME / remote address demultiplexing.
 //! - [`sdp`]: bandwidth lines and mids in SDP text.
 //! - [`peer`]: building `rtc` peer connections (codecs, ICE-lite, SRTP profiles).
@@ -12,6 +13,7 @@
 //! - [`worker`]: the worker thread's loop.
 
 pub mod api;
+pub mod batch;
 pub mod convert;
 pub mod demux;
 pub mod peer;

@@ -36,6 +36,10 @@ pub struct WorkerStats {
     pub rooms: AtomicU64,
     /// Nanoseconds spent working (not waiting for datagrams) since start.
     pub busy_ns: AtomicU64,
+    /// `sendmmsg` (or `sendto`) calls made.
+    pub send_calls: AtomicU64,
+    /// Datagrams the kernel refused to send.
+    pub send_errors: AtomicU64,
 }
 
 /// The worker's own running totals (single-threaded, published with `publish`).
@@ -46,6 +50,8 @@ pub struct LocalCounters {
     pub packets_out: [u64; 3],
     pub bytes_out: [u64; 3],
     pub busy_ns: u64,
+    pub send_calls: u64,
+    pub send_errors: u64,
 }
 
 impl WorkerStats {
@@ -78,6 +84,8 @@ impl WorkerStats {
         self.peers.store(peers, Ordering::Relaxed);
         self.rooms.store(rooms, Ordering::Relaxed);
         self.busy_ns.store(local.busy_ns, Ordering::Relaxed);
+        self.send_calls.store(local.send_calls, Ordering::Relaxed);
+        self.send_errors.store(local.send_errors, Ordering::Relaxed);
     }
 }
 

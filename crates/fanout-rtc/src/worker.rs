@@ -4,6 +4,7 @@
 //! (which encrypts them). Signalling reaches it only through [`MediaCommand`]s on a channel.
 
 use crate::api::{MediaCommand, MediaError, MediaEvent, RoleLimits, Side, SrtpPolicy, StreamRef};
+use crate::batch::SendBatch;
 use crate::stats::{add_router_stats, kind_index, LocalCounters, WorkerStats};
 use crate::{convert, demux, peer, sdp};
 use bytes::{Bytes, BytesMut};
@@ -153,6 +154,10 @@ struct Worker {
     counters: LocalCounters,
     /// Counters of routers whose rooms closed.
     retired: fanout_forward::RouterStats,
+    /// Datagrams produced this turn of the loop, sent together at its end (or when full).
+    out: SendBatch,
+    /// When every connection's cached deadline is next recomputed regardless.
+    next_deadline_refresh: Instant,
 }
 
 struct Participant {
@@ -172,6 +177,9 @@ struct Detached {
     since: Instant,
 }
 
+/// How often every connection's cached deadline is recomputed even if nothing touched it.
+const DEADLINE_REFRESH: Duration = Duration::from_secs(1);
+
 /// How long a reconnecting publisher's streams wait for its new publishing connection.
 pub const REPUBLISH_WINDOW: Duration = Duration::from_secs(10);
 
@@ -187,11 +195,15 @@ struct PubPeer {
     by_ssrc: HashMap<u32, (PublicationId, Layer, RTCRtpReceiverId)>,
     audio_level_id: Option<u8>,
     stopped: bool,
+    /// When `pc` next wants `handle_timeout` (see [`Worker::sweep_timeouts`]).
+    deadline: Option<Instant>,
 }
 
 struct SubPeer {
     pc: RTCPeerConnection,
     ufrag: String,
+    /// When `pc` next wants `handle_timeout` (see [`Worker::sweep_timeouts`]).
+    deadline: Option<Instant>,
     downs: Vec<Down>,
     by_ssrc: HashMap<u32, DownTrackId>,
     awaiting_answer: bool,
@@ -242,6 +254,8 @@ impl Worker {
             stats,
             counters: LocalCounters::default(),
             retired: fanout_forward::RouterStats::default(),
+            out: SendBatch::new(),
+            next_deadline_refresh: Instant::now(),
         }
     }
 
@@ -280,6 +294,7 @@ impl Worker {
                 next_sweep = now + Duration::from_millis(5);
             }
             self.flush();
+            self.send_queued();
             let busy = start.elapsed().saturating_sub(waited);
             self.counters.busy_ns += busy.as_nanos() as u64;
             if now >= next_stats {
@@ -350,17 +365,33 @@ impl Worker {
         }
     }
 
+    /// Gives `handle_timeout` to every connection whose deadline has passed, and the routers theirs.
+    ///
+    /// Asking a connection for its deadline walks its whole handler pipeline, so each connection's
+    /// deadline is cached: recomputed after every full drain (reads, timeouts and commands are the only
+    /// things that move it; writing media does not, with our interceptor set) and, as a safety net,
+    /// for every connection once a second.
     fn sweep_timeouts(&mut self, now: Instant) {
+        let refresh = now >= self.next_deadline_refresh;
+        if refresh {
+            self.next_deadline_refresh = now + DEADLINE_REFRESH;
+        }
         let mut due = Vec::new();
         for (id, p) in self.participants.iter_mut() {
-            if let Some(pb) = p.publisher.as_mut() {
-                if pb.pc.poll_timeout().is_some_and(|t| t <= now) {
-                    due.push((*id, Side::Publisher));
-                }
-            }
-            if let Some(sb) = p.subscriber.as_mut() {
-                if sb.pc.poll_timeout().is_some_and(|t| t <= now) {
-                    due.push((*id, Side::Subscriber));
+            let conns = [
+                p.publisher
+                    .as_mut()
+                    .map(|x| (&mut x.pc, &mut x.deadline, Side::Publisher)),
+                p.subscriber
+                    .as_mut()
+                    .map(|x| (&mut x.pc, &mut x.deadline, Side::Subscriber)),
+            ];
+            for (pc, deadline, side) in conns.into_iter().flatten() {
+                if refresh || deadline.is_some_and(|t| t <= now) {
+                    *deadline = pc.poll_timeout();
+                    if deadline.is_some_and(|t| t <= now) {
+                        due.push((*id, side));
+                    }
                 }
             }
         }
@@ -396,6 +427,13 @@ impl Worker {
         }
     }
 
+    /// Sends the datagrams queued this turn.
+    fn send_queued(&mut self) {
+        let done = self.out.flush(&self.socket);
+        self.counters.send_calls += done.calls as u64;
+        self.counters.send_errors += done.failed as u64;
+    }
+
     fn drain_peer(&mut self, key: (ParticipantId, Side)) {
         // Until the connection has nothing left: polling events or reads can queue new datagrams
         // (the DTLS ClientHello is queued when ICE picks its pair), which must go out now, not at the
@@ -405,14 +443,15 @@ impl Worker {
             let mut messages = Vec::new();
             let mut sent = 0usize;
             {
-                let socket = &self.socket;
                 let Some(pc) = pc_in(&mut self.participants, key) else {
                     return;
                 };
                 while let Some(out) = pc.poll_write() {
                     sent += 1;
-                    if let Err(e) = socket.send_to(&out.message, out.transport.peer_addr) {
-                        debug!(error = %e, "udp send error");
+                    if self.out.push(out.message, out.transport.peer_addr) {
+                        let done = self.out.flush(&self.socket);
+                        self.counters.send_calls += done.calls as u64;
+                        self.counters.send_errors += done.failed as u64;
                     }
                 }
                 while let Some(ev) = pc.poll_event() {
@@ -423,6 +462,9 @@ impl Worker {
                 }
             }
             if sent == 0 && events.is_empty() && messages.is_empty() {
+                if let Some((pc, deadline)) = conn_in(&mut self.participants, key) {
+                    *deadline = pc.poll_timeout();
+                }
                 return;
             }
             for ev in events {
@@ -746,7 +788,15 @@ impl Worker {
                         Err(e) => debug!(error = %e, "write_rtp refused"),
                     }
                 }
-                self.dirty.insert((subscriber, Side::Subscriber));
+                // The hot path: writing media only queues datagrams (no events, nothing to read),
+                // so take them straight into the batch instead of a full drain of the connection.
+                while let Some(out) = pc.poll_write() {
+                    if self.out.push(out.message, out.transport.peer_addr) {
+                        let done = self.out.flush(&self.socket);
+                        self.counters.send_calls += done.calls as u64;
+                        self.counters.send_errors += done.failed as u64;
+                    }
+                }
             }
             Output::KeyframeRequest {
                 publisher,
@@ -1085,6 +1135,7 @@ impl Worker {
                 by_ssrc: HashMap::new(),
                 audio_level_id: None,
                 stopped: false,
+                deadline: Some(Instant::now()),
             });
         }
         let Some(pb) = p.publisher.as_mut() else {
@@ -1240,6 +1291,7 @@ impl Worker {
             p.subscriber = Some(SubPeer {
                 pc,
                 ufrag,
+                deadline: Some(Instant::now()),
                 downs: Vec::new(),
                 by_ssrc: HashMap::new(),
                 awaiting_answer: false,
@@ -1439,6 +1491,7 @@ impl Worker {
         let mut sb = SubPeer {
             pc,
             ufrag: ufrag.clone(),
+            deadline: Some(now),
             downs: Vec::new(),
             by_ssrc: HashMap::new(),
             awaiting_answer: false,
@@ -1707,6 +1760,18 @@ fn down_track_of(
     let sb = participants.get_mut(&subscriber)?.subscriber.as_mut()?;
     let down = sb.downs.iter().find(|d| d.id == down_track)?;
     Some((&mut sb.pc, down))
+}
+
+/// A connection and its cached deadline.
+fn conn_in(
+    participants: &mut HashMap<ParticipantId, Participant>,
+    (id, side): (ParticipantId, Side),
+) -> Option<(&mut RTCPeerConnection, &mut Option<Instant>)> {
+    let p = participants.get_mut(&id)?;
+    match side {
+        Side::Publisher => p.publisher.as_mut().map(|x| (&mut x.pc, &mut x.deadline)),
+        Side::Subscriber => p.subscriber.as_mut().map(|x| (&mut x.pc, &mut x.deadline)),
+    }
 }
 
 fn pc_in(

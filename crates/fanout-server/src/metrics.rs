@@ -27,6 +27,8 @@ pub struct Metrics {
     worker_peers: IntGaugeVec,
     worker_rooms: IntGaugeVec,
     worker_busy: CounterVec,
+    worker_send_calls: IntCounterVec,
+    worker_send_errors: IntCounterVec,
     /// Signalling requests by op and result code (0 = ok).
     pub requests: IntCounterVec,
     /// Seconds from WebSocket open to a successful `enter_room`.
@@ -99,6 +101,18 @@ impl Metrics {
             packets_dropped: counter(r, "fanout_packets_dropped_total", "RTP packets not forwarded, by reason", &["reason"]),
             worker_peers: gauge(r, "fanout_worker_peers", "Peer connections per media worker", &["worker"]),
             worker_rooms: gauge(r, "fanout_worker_rooms", "Rooms per media worker", &["worker"]),
+            worker_send_calls: counter(
+                r,
+                "fanout_worker_send_calls_total",
+                "UDP send system calls (sendmmsg, up to 64 datagrams each) per media worker",
+                &["worker"],
+            ),
+            worker_send_errors: counter(
+                r,
+                "fanout_worker_send_errors_total",
+                "Datagrams the kernel refused to send, per media worker",
+                &["worker"],
+            ),
             worker_busy: {
                 let c = CounterVec::new(
                     Opts::new(
@@ -179,6 +193,16 @@ impl Metrics {
             self.worker_rooms
                 .with_label_values(&[&worker])
                 .set(w.rooms.load(Ordering::Relaxed) as i64);
+            mirror(
+                &self.worker_send_calls,
+                &[&worker],
+                w.send_calls.load(Ordering::Relaxed),
+            );
+            mirror(
+                &self.worker_send_errors,
+                &[&worker],
+                w.send_errors.load(Ordering::Relaxed),
+            );
             let busy = self.worker_busy.with_label_values(&[&worker]);
             let total = w.busy_ns.load(Ordering::Relaxed) as f64 / 1e9;
             if total > busy.get() {

@@ -66,9 +66,16 @@ async fn a_whep_player_receives_the_publishers_payloads() {
     let server = media_common::start().await;
     let addr = server.running.addr;
     let mut alice = Publisher::enter(&server, APP_A, "alice", 41, json!({})).await;
+    let mut watcher = Client::entered(&server, APP_A, "watcher", 41).await;
     alice.publish().await;
     alice.start_streaming(7);
-    let mut watcher = Client::entered(&server, APP_A, "watcher", 41).await;
+    // A WHEP player may only start once the room has a stream: alice's count once her media flows.
+    loop {
+        let added = watcher.event("stream_added").await;
+        if added["user_id"] == "alice" && added["kind"] == "video" {
+            break;
+        }
+    }
 
     let (mut pc, offer) = player().await;
     let token = fanout_auth::gen_usersig(APP_A, KEY_A, "player", 3600, now());
