@@ -163,8 +163,10 @@ struct Worker {
 struct Participant {
     room: RoomId,
     limits: RoleLimits,
-    publisher: Option<PubPeer>,
-    subscriber: Option<SubPeer>,
+    // Boxed: a peer connection is ~9 KB, and the participants map would otherwise hold two per
+    // entry inline (plus the map's spare capacity) whether or not the participant has them.
+    publisher: Option<Box<PubPeer>>,
+    subscriber: Option<Box<SubPeer>>,
     wanted: Vec<StreamRef>,
     /// Publications kept across a reconnect, waiting for the new publishing connection.
     detached: Option<Detached>,
@@ -1125,7 +1127,7 @@ impl Worker {
                 .take()
                 .map(|d| (d.publications, d.codecs))
                 .unwrap_or_default();
-            p.publisher = Some(PubPeer {
+            p.publisher = Some(Box::new(PubPeer {
                 pc,
                 ufrag,
                 mid_kinds: Vec::new(),
@@ -1136,7 +1138,7 @@ impl Worker {
                 audio_level_id: None,
                 stopped: false,
                 deadline: Some(Instant::now()),
-            });
+            }));
         }
         let Some(pb) = p.publisher.as_mut() else {
             return Err(MediaError::NoPeer);
@@ -1288,7 +1290,7 @@ impl Worker {
                 return;
             }
             self.by_ufrag.insert(ufrag.clone(), (id, Side::Subscriber));
-            p.subscriber = Some(SubPeer {
+            p.subscriber = Some(Box::new(SubPeer {
                 pc,
                 ufrag,
                 deadline: Some(Instant::now()),
@@ -1299,7 +1301,7 @@ impl Worker {
                 whep: false,
                 renegotiate: false,
                 connected: false,
-            });
+            }));
         }
         let Some(sb) = p.subscriber.as_mut() else {
             return;
@@ -1519,7 +1521,7 @@ impl Worker {
                 negotiated: true,
             });
         }
-        self.participant_entry(id, room).subscriber = Some(sb);
+        self.participant_entry(id, room).subscriber = Some(Box::new(sb));
         self.by_ufrag.insert(ufrag, (id, Side::Subscriber));
         self.dirty.insert((id, Side::Subscriber));
         Ok(if added_bundle {

@@ -26,12 +26,19 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code for policy reasons (authentication timeout, slow consumer).
 pub const CLOSE_POLICY: u16 = 1008;
 
+/// Read and write buffer of one signalling WebSocket (messages above it still pass, in steps).
+pub const WS_BUFFER_BYTES: usize = 4096;
+
 /// `GET /v1/signal`: upgrades to a WebSocket.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
     // Let frames somewhat over our limit through so we can answer with a close reason; far larger ones
     // are cut off by the WebSocket layer itself.
     ws.max_message_size(MAX_FRAME_BYTES * 4)
         .max_frame_size(MAX_FRAME_BYTES * 4)
+        // Signalling messages are small and rare: the 128 KiB default read and write buffers per
+        // connection were the largest share of a subscriber's memory.
+        .read_buffer_size(WS_BUFFER_BYTES)
+        .write_buffer_size(WS_BUFFER_BYTES)
         .on_upgrade(move |socket| {
             let conn = state.next_conn.fetch_add(1, Ordering::Relaxed);
             run(socket, state, conn).instrument(info_span!("ws", conn))
