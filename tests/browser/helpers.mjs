@@ -352,13 +352,26 @@ async function installHarness(page, wsUrl) {
 }
 
 /**
- * Waits until `predicate(arg)` (run in the page) is truthy; the error names `what` and adds the
- * page's harness state.
+ * Waits until `predicate(arg)` (run in the page, sync or async) is truthy, polling every 200 ms;
+ * returns its value. The error names `what` and adds the page's harness state. (Polled from Node
+ * with `evaluate`, which awaits an async predicate: `waitForFunction` would take its pending
+ * promise as truthy and return at once.)
  */
 export async function waitInPage(page, what, predicate, arg, timeout = WAIT_MS) {
-  try {
-    return await (await page.waitForFunction(predicate, arg, { timeout, polling: 200 })).jsonValue();
-  } catch (e) {
+  const deadline = Date.now() + timeout;
+  let lastError;
+  for (;;) {
+    try {
+      const value = await page.evaluate(predicate, arg);
+      if (value) return value;
+    } catch (e) {
+      lastError = e;
+    }
+    if (Date.now() >= deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  {
+    const e = lastError;
     let state = '';
     try {
       state = JSON.stringify(await page.evaluate(() => window.T.diagnose()));

@@ -131,6 +131,7 @@ test('exit_room fires user_exited at the others', async (t) => {
     const pages = await roomOfPublishers(s, 1004, users, { video: false });
     for (const u of ['dora', 'eli']) {
       await waitInPage(pages[u], `${u}: finn's audio`, () => window.T.hasTrack('finn', 'audio'));
+      await waitInPage(pages.finn, `finn: ${u}'s audio`, (x) => window.T.hasTrack(x, 'audio'), u);
     }
     const r = await pages.finn.evaluate(() => window.T.call('exitRoom'));
     assert.ok(!r.error, `exit_room: ${JSON.stringify(r.error)}`);

@@ -22,8 +22,17 @@ test("a WHEP player in a browser decodes another browser's published video", asy
     const alice = await s.open('alice');
     const reply = await join(alice, server, { userId: 'alice', roomId: 3001 });
     assert.ok(!reply.error, `alice enter_room: ${JSON.stringify(reply.error)}`);
+    // A member of the room tells when alice's streams exist on the server (they count once her media
+    // flows); a WHEP session takes the streams present when it starts.
+    const watcher = await s.open('watcher');
+    const entered = await join(watcher, server, { userId: 'watcher', roomId: 3001 });
+    assert.ok(!entered.error, `watcher enter_room: ${JSON.stringify(entered.error)}`);
     const pub = await alice.evaluate(() => window.T.publishCamMic());
     assert.ok(!pub.error, `alice publish: ${JSON.stringify(pub.error)}`);
+    for (const kind of ['audio', 'video']) {
+      await waitInPage(watcher, `stream_added alice/${kind}`, (k) =>
+        window.T.eventsNamed('stream-added', { user_id: 'alice', kind: k }).length > 0, kind);
+    }
 
     const player = await s.open('player');
     const token = await server.sig('player', APP);
@@ -65,7 +74,7 @@ test("a WHEP player in a browser decodes another browser's published video", asy
     await waitInPage(player, 'WHEP video frames decoded', async () => {
       const stats = await window.whep.pc.getStats();
       let frames = 0;
-      stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') frames = r.framesDecoded || 0; });
+      stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') frames = Math.max(frames, r.framesDecoded || 0); });
       return frames > 20;
     });
     await waitInPage(player, 'WHEP audio packets', async () => {
@@ -76,11 +85,13 @@ test("a WHEP player in a browser decodes another browser's published video", asy
     });
     const size = await player.evaluate(async () => {
       const stats = await window.whep.pc.getStats();
-      let s = null;
-      stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') s = r.framesDecoded; });
-      return s;
+      const video = [];
+      stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') video.push(r.framesDecoded ?? 0); });
+      const kinds = [];
+      stats.forEach((r) => { if (r.type === 'inbound-rtp') kinds.push([r.kind, r.mediaType, r.packetsReceived]); });
+      return { video, kinds, state: window.whep.pc.connectionState };
     });
-    t.diagnostic(`WHEP player decoded ${size} frames so far`);
+    t.diagnostic(`WHEP player video streams' decoded frames so far: ${JSON.stringify(size)}`);
 
     // alice saw the player enter; DELETE makes it leave.
     await waitInPage(alice, 'alice sees the player', () => window.T.eventsNamed('user-entered', { user_id: 'player' }).length > 0);
