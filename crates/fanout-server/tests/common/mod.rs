@@ -1,5 +1,6 @@
 //! Shared harness for the integration tests: starts a real server on a loopback port with three
-//! applications, and drives real WebSocket clients against it.
+//! applications, and drives real WebSocket clients against it. The config all harnesses share is
+//! in [`config`].
 #![allow(dead_code)]
 
 use fanout_server::config::Config;
@@ -13,74 +14,22 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub const APP_A: u32 = 1400000001;
-pub const KEY_A: &str = "key-of-app-a-0123456789abcdef";
-pub const APP_B: u32 = 1400000002;
-pub const KEY_B: &str = "key-of-app-b-fedcba9876543210";
-/// App C requires PrivateMapKeys.
-pub const APP_C: u32 = 1400000003;
-pub const KEY_C: &str = "key-of-app-c-pmk-required";
+pub mod config;
 
-/// The test config: three apps, short timers so lifecycle tests run in seconds.
+// Not every test binary uses every app.
+#[allow(unused_imports)]
+pub use config::{key_of, APP_A, APP_B, APP_C, KEY_A, KEY_B, KEY_C};
+
+/// The test config: the shared apps A, B and C, app A with at most 3 rooms of 3 users, and short
+/// timers so lifecycle tests run in seconds.
 pub fn test_config() -> String {
-    format!(
-        r#"
-[server]
-http = "127.0.0.1:0"
-reconnect_grace_secs = 2
-auth_timeout_secs = 2
-ping_interval_secs = 1
-idle_timeout_secs = 2
-
-[media]
-udp_port = 0
-workers = 1
-
-[[apps]]
-sdk_app_id = {APP_A}
-secret_key = "{KEY_A}"
-default_role = "anchor"
-max_rooms = 3
-max_users_per_room = 3
-
-[apps.roles.anchor]
-can_publish = true
-max_video_kbps = 1500
-max_width = 1280
-max_height = 720
-max_fps = 30
-
-[apps.roles.anchor_sd]
-can_publish = true
-max_video_kbps = 600
-max_width = 640
-max_height = 360
-max_fps = 15
-
-[apps.roles.audience]
-can_publish = false
-
-[[apps]]
-sdk_app_id = {APP_B}
-secret_key = "{KEY_B}"
-default_role = "audience"
-
-[apps.roles.audience]
-can_publish = false
-
-[apps.roles.anchor]
-can_publish = true
-
-[[apps]]
-sdk_app_id = {APP_C}
-secret_key = "{KEY_C}"
-default_role = "anchor"
-private_map_key_required = true
-
-[apps.roles.anchor]
-can_publish = true
-"#
-    )
+    config::TestConfig {
+        server: "reconnect_grace_secs = 2\nauth_timeout_secs = 2\nidle_timeout_secs = 2",
+        app_a: "max_rooms = 3\nmax_users_per_room = 3",
+        more_apps: &config::app_c(),
+        ..Default::default()
+    }
+    .toml()
 }
 
 pub struct Server {
@@ -107,15 +56,6 @@ pub fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-pub fn key_of(app: u32) -> &'static str {
-    match app {
-        APP_A => KEY_A,
-        APP_B => KEY_B,
-        APP_C => KEY_C,
-        _ => "unknown-app-key",
-    }
 }
 
 /// A valid UserSig for `user` in `app`, issued now for a day.

@@ -62,53 +62,16 @@ pub const VIDEO_MAGIC: u8 = 0xBB;
 pub const VP8_WIDTH: u16 = 640;
 pub const VP8_HEIGHT: u16 = 360;
 
-/// The media tests' server config: the apps of `common`, larger quotas, and a `[media]` section
-/// with one worker on a free loopback port.
 /// Rewrites an SDP before a client applies it (e.g. to point at a relay).
 pub type SdpRewrite = Box<dyn Fn(&str) -> String + Send + Sync>;
 
+/// The media tests' server config: the shared apps of `common` without app A's quotas, two roles
+/// of app A with tiny caps, and a `[media]` section with one worker on a free loopback port.
 pub fn media_config() -> String {
-    let (a, ka, b, kb, c, kc) = (
-        common::APP_A,
-        common::KEY_A,
-        common::APP_B,
-        common::KEY_B,
-        common::APP_C,
-        common::KEY_C,
-    );
-    format!(
-        r#"
-[server]
-http = "127.0.0.1:0"
-reconnect_grace_secs = 2
-auth_timeout_secs = 5
-ping_interval_secs = 1
-idle_timeout_secs = 5
-
-[media]
-bind = "127.0.0.1"
-udp_port = 0
-workers = 1
-
-[[apps]]
-sdk_app_id = {a}
-secret_key = "{ka}"
-default_role = "anchor"
-
-[apps.roles.anchor]
-can_publish = true
-max_video_kbps = 1500
-max_width = 1280
-max_height = 720
-max_fps = 30
-
-[apps.roles.anchor_sd]
-can_publish = true
-max_video_kbps = 600
-max_width = 640
-max_height = 360
-max_fps = 15
-
+    common::config::TestConfig {
+        server: "reconnect_grace_secs = 2\nauth_timeout_secs = 5\nidle_timeout_secs = 5",
+        media: "bind = \"127.0.0.1\"",
+        app_a_roles: r#"
 # Caps far below what the test publisher sends (~170 kbit/s of video: 50 frames/s of 412 bytes)
 # and its keyframes' resolution.
 [apps.roles.tiny_bitrate]
@@ -119,31 +82,11 @@ max_video_kbps = 8
 can_publish = true
 max_width = 32
 max_height = 24
-
-[apps.roles.audience]
-can_publish = false
-
-[[apps]]
-sdk_app_id = {b}
-secret_key = "{kb}"
-default_role = "audience"
-
-[apps.roles.audience]
-can_publish = false
-
-[apps.roles.anchor]
-can_publish = true
-
-[[apps]]
-sdk_app_id = {c}
-secret_key = "{kc}"
-default_role = "anchor"
-private_map_key_required = true
-
-[apps.roles.anchor]
-can_publish = true
-"#
-    )
+"#,
+        more_apps: &common::config::app_c(),
+        ..Default::default()
+    }
+    .toml()
 }
 
 /// Installs a tracing subscriber (once) honouring `RUST_LOG`, writing to the test's output.

@@ -10,6 +10,9 @@
 pub mod prom;
 pub mod receiver;
 
+use crate::common::config::{anchor_app, TestConfig};
+// Not every test binary uses every key.
+#[allow(unused_imports)]
 pub use crate::common::{Client, Server, APP_A, APP_B, KEY_A, KEY_B, WAIT};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -28,86 +31,23 @@ pub const ADMIN: &str = "administrator";
 /// App R's `rest_rate_limit`.
 pub const R_RATE: usize = 5;
 
-/// The ops test config. `server_extra` is added to `[server]` (its keys replace the defaults) and
-/// `app_a_extra` to app A's table (for `callback_url` and friends). App A: default role `anchor`,
-/// roles `anchor`, `anchor_sd`, `audience`, a generous REST rate. App B: default role `audience`,
-/// admin user `boss`. App R: REST rate limit 5.
+/// The ops test config: the shared apps A and B of `common` (not C) and app R. `server_extra` is
+/// added to `[server]` (its keys replace the defaults) and `app_a_extra` to app A's table (for
+/// `callback_url` and friends). App A: a generous REST rate and room quotas. App B: admin user
+/// `boss`, a generous REST rate. App R: default role `anchor`, REST rate limit 5.
 pub fn config_with(server_extra: &str, app_a_extra: &str) -> String {
-    // Defaults of `[server]`, each left out when `server_extra` sets the key.
-    let server: String = [
-        "http = \"127.0.0.1:0\"",
-        "reconnect_grace_secs = 5",
-        "auth_timeout_secs = 10",
-        "ping_interval_secs = 1",
-        "idle_timeout_secs = 3",
-    ]
-    .iter()
-    .filter(|line| {
-        let key = line.split(' ').next().unwrap_or("");
-        !server_extra
-            .lines()
-            .any(|l| l.split('=').next().map(str::trim) == Some(key))
-    })
-    .map(|line| format!("{line}\n"))
-    .collect();
-    format!(
-        r#"
-[server]
-{server}{server_extra}
-
-[media]
-udp_port = 0
-workers = 1
-
-[[apps]]
-sdk_app_id = {APP_A}
-secret_key = "{KEY_A}"
-default_role = "anchor"
-max_rooms = 100
-max_users_per_room = 50
-rest_rate_limit = 10000
-{app_a_extra}
-
-[apps.roles.anchor]
-can_publish = true
-max_video_kbps = 1500
-max_width = 1280
-max_height = 720
-max_fps = 30
-
-[apps.roles.anchor_sd]
-can_publish = true
-max_video_kbps = 600
-max_width = 640
-max_height = 360
-max_fps = 15
-
-[apps.roles.audience]
-can_publish = false
-
-[[apps]]
-sdk_app_id = {APP_B}
-secret_key = "{KEY_B}"
-default_role = "audience"
-admin_user = "{B_ADMIN}"
-rest_rate_limit = 10000
-
-[apps.roles.audience]
-can_publish = false
-
-[apps.roles.anchor]
-can_publish = true
-
-[[apps]]
-sdk_app_id = {APP_R}
-secret_key = "{KEY_R}"
-default_role = "anchor"
-rest_rate_limit = {R_RATE}
-
-[apps.roles.anchor]
-can_publish = true
-"#
-    )
+    TestConfig {
+        server: &format!(
+            "reconnect_grace_secs = 5\nauth_timeout_secs = 10\nidle_timeout_secs = 3\n{server_extra}"
+        ),
+        app_a: &format!(
+            "max_rooms = 100\nmax_users_per_room = 50\nrest_rate_limit = 10000\n{app_a_extra}"
+        ),
+        app_b: &format!("admin_user = \"{B_ADMIN}\"\nrest_rate_limit = 10000"),
+        more_apps: &anchor_app(APP_R, KEY_R, &format!("rest_rate_limit = {R_RATE}")),
+        ..Default::default()
+    }
+    .toml()
 }
 
 /// The ops test config without extras.
@@ -120,12 +60,11 @@ pub async fn start_ops() -> Server {
     crate::common::start_with(&ops_config()).await
 }
 
+/// The secret key of `app` (ops apps, including R).
 pub fn key_of(app: u32) -> &'static str {
     match app {
-        APP_A => KEY_A,
-        APP_B => KEY_B,
         APP_R => KEY_R,
-        _ => "unknown-app-key",
+        _ => crate::common::key_of(app),
     }
 }
 
