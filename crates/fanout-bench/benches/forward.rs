@@ -7,10 +7,15 @@
 //!   AES-CM-HMAC-SHA1-80), each subscriber with its own context, as the transport does.
 //! - `route_gcm_sendto`: plus one `sendto` per packet to bound loopback receivers (drained between
 //!   timed chunks): the whole per-packet job, to hold against the floor bench's `gcm_sendto`.
+//! - `route_rtc_pipeline`: the router, then per down-track what the media worker does: `write_rtp`
+//!   on the subscriber's `rtc` sender and `poll_write` until empty, through N real peer
+//!   connections connected in memory (ICE-lite, DTLS, AES-128-GCM; see `fanout_bench::pipeline`).
+//!   Against `route_gcm`, the difference is `rtc`'s pipeline around the encryption.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use fanout_bench::floor::{timed_chunks, Loopback};
 use fanout_bench::forward::{down_track_index, Fanout, Media};
+use fanout_bench::pipeline::RoutePipeline;
 use fanout_bench::srtp::{Profile, Protector};
 use fanout_bench::FANOUTS;
 use std::hint::black_box;
@@ -43,6 +48,12 @@ fn forward(c: &mut Criterion) {
                     });
                 });
             }
+
+            // N DTLS handshakes: connected once per case, not once per sample.
+            let mut rig = RoutePipeline::new(media, n).expect("in-memory peer connections connect");
+            g.bench_function(BenchmarkId::new("route_rtc_pipeline", n), |b| {
+                b.iter(|| rig.forward());
+            });
 
             g.bench_function(BenchmarkId::new("route_gcm_sendto", n), |b| {
                 let rig = Fanout::new(media, n);

@@ -6,6 +6,9 @@
 //!   fed a realistic VP8 (1,100-byte) or Opus (160-byte) stream on a virtual clock.
 //! - [`srtp`]: per-down-track SRTP protection with `rtc`'s own SRTP contexts (AES-128-GCM or
 //!   AES-CM-HMAC-SHA1-80), the work the transport does for each forwarded packet.
+//! - [`pipeline`]: N pairs of `rtc` peer connections connected in memory (our side built like the
+//!   server's subscribing connections), for timing `rtc`'s whole per-packet send path
+//!   (`write_rtp` + `poll_write`) rather than its bare SRTP context.
 //! - [`floor`]: the physical floor: hand-built SRTP (AES-128-GCM sealed in place in a reused buffer)
 //!   sent with `sendto` or `sendmmsg` from one UDP socket to N bound loopback receivers.
 //! - [`signal`]: a signalling [`fanout_signal::Hub`] with one application and pre-minted UserSigs.
@@ -19,6 +22,7 @@
 
 pub mod floor;
 pub mod forward;
+pub mod pipeline;
 pub mod signal;
 pub mod srtp;
 

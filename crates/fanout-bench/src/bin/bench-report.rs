@@ -1,7 +1,7 @@
 //! Reads the estimates criterion saved under `target/criterion` (or the directory given as the
 //! first argument) and prints Markdown tables: nanoseconds per forwarded / sent packet for each
-//! fan-out, the ratios between them (forwarding vs floor, GCM vs AES-CM, router share), and
-//! signalling operations per second. Run it after the benches:
+//! fan-out, the ratios between them (forwarding vs floor, GCM vs AES-CM, router share, `rtc`'s whole
+//! send pipeline vs its bare SRTP context), and signalling operations per second. Run it after the benches:
 //!
 //! ```text
 //! cargo bench -p fanout-bench
@@ -86,6 +86,31 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
+/// A variant's ns per packet for the current case, by variant name (`route_gcm`, `seal_only`).
+type Lookup<'a> = &'a dyn Fn(&str) -> Option<f64>;
+
+/// Prints a Markdown table under `title` with one row per case (payload, N): the payload, N, then
+/// `row`'s cells under `columns`. `row` gets the case's lookups in the `forward_*` and `floor_*`
+/// groups; `per` maps criterion's full id to ns per packet.
+fn case_table(
+    title: &str,
+    columns: &[&str],
+    per: &dyn Fn(String) -> Option<f64>,
+    row: impl Fn(Lookup, Lookup) -> Vec<String>,
+) {
+    println!("### {title}\n");
+    println!("| payload | N | {} |", columns.join(" | "));
+    println!("| --- | ---: |{}", " ---: |".repeat(columns.len()));
+    for media in Media::ALL {
+        for n in FANOUTS {
+            let fw = |v: &str| per(format!("forward_{}/{v}/{n}", media.name()));
+            let fl = |v: &str| per(format!("floor_{}/{v}/{n}", media.name()));
+            println!("| {} | {n} | {} |", media.name(), row(&fw, &fl).join(" | "));
+        }
+    }
+    println!();
+}
+
 fn main() {
     let dir = std::env::args_os().nth(1).map_or_else(
         || {
@@ -107,48 +132,70 @@ fn main() {
     }
     let per = |id: String| all.get(&id).map(|e| e.ns_per_element());
 
-    println!("### Forwarding: ns per forwarded packet\n");
-    println!("| payload | N | route | route + GCM | route + CM-SHA1-80 | route + GCM + sendto | GCM / CM |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for media in Media::ALL {
-        for n in FANOUTS {
-            let f = |v: &str| per(format!("forward_{}/{v}/{n}", media.name()));
-            println!(
-                "| {} | {n} | {} | {} | {} | {} | {} |",
-                media.name(),
-                cell(f("route")),
-                cell(f("route_gcm")),
-                cell(f("route_cm_sha1_80")),
-                cell(f("route_gcm_sendto")),
-                ratio(f("route_gcm"), f("route_cm_sha1_80")),
-            );
-        }
-    }
+    case_table(
+        "Forwarding: ns per forwarded packet",
+        &[
+            "route",
+            "route + GCM",
+            "route + CM-SHA1-80",
+            "route + GCM + sendto",
+            "GCM / CM",
+        ],
+        &per,
+        |fw, _| {
+            let variants = ["route", "route_gcm", "route_cm_sha1_80", "route_gcm_sendto"];
+            let mut cells = variants.map(|v| cell(fw(v))).to_vec();
+            cells.push(ratio(fw("route_gcm"), fw("route_cm_sha1_80")));
+            cells
+        },
+    );
 
-    println!("\n### Floor: ns per sent packet\n");
-    println!("| payload | N | GCM seal only | plain sendto | GCM + sendto | GCM + sendmmsg |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for media in Media::ALL {
-        for n in FANOUTS {
-            let f = |v: &str| per(format!("floor_{}/{v}/{n}", media.name()));
-            println!(
-                "| {} | {n} | {} | {} | {} | {} |",
-                media.name(),
-                cell(f("seal_only")),
-                cell(f("plain_sendto")),
-                cell(f("gcm_sendto")),
-                cell(f("gcm_sendmmsg")),
-            );
-        }
-    }
+    case_table(
+        "rtc's send pipeline vs bare SRTP: ns per forwarded packet",
+        &[
+            "route + GCM (bare SRTP context)",
+            "route + rtc pipeline (write_rtp + poll_write)",
+            "added by the pipeline",
+            "pipeline / bare",
+        ],
+        &per,
+        |fw, _| {
+            let (bare, pipeline) = (fw("route_gcm"), fw("route_rtc_pipeline"));
+            vec![
+                cell(bare),
+                cell(pipeline),
+                cell(pipeline.zip(bare).map(|(p, b)| p - b)),
+                ratio(pipeline, bare),
+            ]
+        },
+    );
 
-    println!("\n### Ratios\n");
-    println!("| payload | N | forwarding / floor (GCM + sendto) | forwarding / floor (best send) | route + GCM / GCM seal only | router share of route + GCM |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for media in Media::ALL {
-        for n in FANOUTS {
-            let fw = |v: &str| per(format!("forward_{}/{v}/{n}", media.name()));
-            let fl = |v: &str| per(format!("floor_{}/{v}/{n}", media.name()));
+    case_table(
+        "Floor: ns per sent packet",
+        &[
+            "GCM seal only",
+            "plain sendto",
+            "GCM + sendto",
+            "GCM + sendmmsg",
+        ],
+        &per,
+        |_, fl| {
+            ["seal_only", "plain_sendto", "gcm_sendto", "gcm_sendmmsg"]
+                .map(|v| cell(fl(v)))
+                .to_vec()
+        },
+    );
+
+    case_table(
+        "Ratios",
+        &[
+            "forwarding / floor (GCM + sendto)",
+            "forwarding / floor (best send)",
+            "route + GCM / GCM seal only",
+            "router share of route + GCM",
+        ],
+        &per,
+        |fw, fl| {
             let best = match (fl("gcm_sendto"), fl("gcm_sendmmsg")) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -157,17 +204,16 @@ fn main() {
                 (Some(r), Some(t)) if t > 0.0 => format!("{:.0}%", 100.0 * r / t),
                 _ => "-".to_string(),
             };
-            println!(
-                "| {} | {n} | {} | {} | {} | {share} |",
-                media.name(),
+            vec![
                 ratio(fw("route_gcm_sendto"), fl("gcm_sendto")),
                 ratio(fw("route_gcm_sendto"), best),
                 ratio(fw("route_gcm"), fl("seal_only")),
-            );
-        }
-    }
+                share,
+            ]
+        },
+    );
 
-    println!("\n### Signalling: operations per second\n");
+    println!("### Signalling: operations per second\n");
     println!("| operation | ns per op | ops/s |");
     println!("| --- | ---: | ---: |");
     for (id, e) in all.iter().filter(|(id, _)| id.starts_with("signalling/")) {
