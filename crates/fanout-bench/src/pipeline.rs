@@ -64,17 +64,9 @@ fn datagram(now: Instant, from: SocketAddr, to: SocketAddr, message: BytesMut) -
     }
 }
 
-/// An ICE host candidate at `addr` (UDP, component 1, the RFC 8445 host priority). The worker
-/// builds its own with `CandidateHostConfig`; these addresses are made up, so the line is written out.
+/// The ICE host candidate at `addr`, built as the server builds its own.
 fn host_candidate(addr: SocketAddr) -> RTCIceCandidateInit {
-    RTCIceCandidateInit {
-        candidate: format!(
-            "candidate:1 1 udp 2130706431 {} {} typ host",
-            addr.ip(),
-            addr.port()
-        ),
-        ..Default::default()
-    }
+    fanout_rtc::peer::host_candidate(addr).expect("a host candidate for a literal address")
 }
 
 /// The sendonly track for down-track `i`: the codec and SSRC the router rewrites packets to.

@@ -31,7 +31,6 @@ use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -411,24 +410,11 @@ fn build_pc(publisher: bool, simulcast: bool) -> Result<RTCPeerConnection, Strin
         .map_err(err)
 }
 
+/// The host candidate of our socket, as the server builds its own.
 fn host_candidate(
     addr: SocketAddr,
 ) -> Result<rtc::peer_connection::transport::RTCIceCandidateInit, String> {
-    let c = CandidateHostConfig {
-        base_config: CandidateConfig {
-            network: "udp".to_owned(),
-            address: addr.ip().to_string(),
-            port: addr.port(),
-            component: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-    .new_candidate_host()
-    .map_err(|e| e.to_string())?;
-    RTCIceCandidate::from(&c)
-        .to_json()
-        .map_err(|e| e.to_string())
+    fanout_rtc::peer::host_candidate(addr).map_err(|e| e.to_string())
 }
 
 /// (mid, kind) of each media section of an SDP.

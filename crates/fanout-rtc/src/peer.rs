@@ -13,11 +13,14 @@ use rtc::peer_connection::configuration::media_engine::{
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::transport::RTCDtlsRole;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, RTCDtlsRole, RTCIceCandidate, RTCIceCandidateInit,
+};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtp_transceiver::rtp_sender::{
     RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
 };
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// RFC 6464 audio level header extension.
@@ -160,6 +163,25 @@ pub fn build(
         .map_err(err)
 }
 
+/// The ICE host candidate for a UDP socket at `addr` (component 1), as added to every connection of
+/// that socket.
+pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, MediaError> {
+    let err = |e: rtc::shared::error::Error| MediaError::Negotiation(e.to_string());
+    let candidate = CandidateHostConfig {
+        base_config: CandidateConfig {
+            network: "udp".to_owned(),
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            component: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+    .new_candidate_host()
+    .map_err(err)?;
+    RTCIceCandidate::from(&candidate).to_json().map_err(err)
+}
+
 /// Random ICE credentials (ufrag 16 and password 32 characters of [a-zA-Z0-9]).
 pub fn ice_credentials() -> (String, String) {
     use rand::distr::{Alphanumeric, SampleString};
@@ -213,4 +235,24 @@ impl rtc::interceptor::Interceptor for DeliverRtcp {
     fn unbind_local_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
     fn unbind_remote_stream(&mut self, _info: &rtc::interceptor::StreamInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_candidate_names_the_socket_address() {
+        for addr in ["127.0.0.1:50000", "[::1]:40001"] {
+            let addr: SocketAddr = addr.parse().expect("address");
+            let c = host_candidate(addr).expect("candidate").candidate;
+            let fields: Vec<&str> = c.split(' ').collect();
+            // candidate:<foundation> <component> <transport> <priority> <ip> <port> typ host
+            assert_eq!(fields[1], "1", "{c}");
+            assert_eq!(fields[2].to_ascii_lowercase(), "udp", "{c}");
+            assert_eq!(fields[4], addr.ip().to_string(), "{c}");
+            assert_eq!(fields[5], addr.port().to_string(), "{c}");
+            assert_eq!(&fields[6..8], ["typ", "host"], "{c}");
+        }
+    }
 }

@@ -17,9 +17,7 @@ use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
 use rtc::peer_connection::message::RTCMessage;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, RTCIceCandidate, RTCIceCandidateInit,
-};
+use rtc::peer_connection::transport::RTCIceCandidateInit;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::rtcp;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -1076,21 +1074,7 @@ impl Worker {
     }
 
     fn host_candidate(&self) -> Result<RTCIceCandidateInit, MediaError> {
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: self.candidate_addr.ip().to_string(),
-                port: self.candidate_addr.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(|e| MediaError::Negotiation(e.to_string()))?;
-        RTCIceCandidate::from(&candidate)
-            .to_json()
-            .map_err(|e| MediaError::Negotiation(e.to_string()))
+        peer::host_candidate(self.candidate_addr)
     }
 
     fn publish(
