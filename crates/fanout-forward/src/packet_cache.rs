@@ -1,6 +1,8 @@
 //! PacketCache: a per-layer ring of the most recent packets a publisher sent, so a subscriber's NACK
 //! can be answered without asking the publisher. Entries hold the original [`RtpPacket`] whose
-//! payload is the shared buffer (no copy); a slot is reused when the ring wraps.
+//! payload is the shared buffer (no copy); a slot is reused when the ring wraps, and emptied once its
+//! packet is older than [`PACKET_CACHE_MAX_AGE`] (so a low-rate layer does not pin 512 payloads it can
+//! never serve).
 
 use crate::api::RtpPacket;
 use std::time::{Duration, Instant};
@@ -21,12 +23,18 @@ struct Slot {
 #[derive(Debug, Clone)]
 pub(crate) struct PacketCache {
     slots: Vec<Option<Slot>>,
+    /// One past the highest extended sequence number stored so far.
+    head: Option<i64>,
+    /// The oldest extended sequence number whose slot may still hold a live packet.
+    tail: i64,
 }
 
 impl PacketCache {
     pub(crate) fn new() -> Self {
         Self {
             slots: (0..PACKET_CACHE_SIZE).map(|_| None).collect(),
+            head: None,
+            tail: 0,
         }
     }
 
@@ -47,6 +55,50 @@ impl PacketCache {
                 packet,
             });
         }
+        let head = self.head.map_or(ext + 1, |h| h.max(ext + 1));
+        if self.head.is_none() {
+            self.tail = ext;
+        }
+        self.head = Some(head);
+        self.expire(now);
+    }
+
+    /// Empties slots from the oldest while their packet is past the maximum age (amortised O(1): the
+    /// cursor only moves forward, and never more than a ring behind the head).
+    fn expire(&mut self, now: Instant) {
+        let Some(head) = self.head else {
+            return;
+        };
+        let floor = head - PACKET_CACHE_SIZE as i64;
+        if self.tail < floor {
+            // The sequence jumped more than a ring ahead: whatever the skipped range still holds is
+            // unreachable now (rare; at most one pass over the ring).
+            let skipped = (floor - self.tail).min(PACKET_CACHE_SIZE as i64);
+            for e in floor - skipped..floor {
+                if let Some(slot) = self.slots.get_mut(Self::index(e)) {
+                    if slot.as_ref().is_some_and(|s| s.ext < floor) {
+                        *slot = None;
+                    }
+                }
+            }
+            self.tail = floor;
+        }
+        while self.tail < head {
+            let Some(slot) = self.slots.get_mut(Self::index(self.tail)) else {
+                return;
+            };
+            match slot {
+                Some(s)
+                    if s.ext == self.tail
+                        && now.saturating_duration_since(s.at) <= PACKET_CACHE_MAX_AGE =>
+                {
+                    return; // the oldest live packet: everything after it is younger
+                }
+                Some(s) if s.ext == self.tail => *slot = None,
+                _ => {} // empty, or already reused by a newer packet
+            }
+            self.tail += 1;
+        }
     }
 
     /// The packet stored under `ext`, if it is still there and not too old.
@@ -66,6 +118,13 @@ impl PacketCache {
         for slot in &mut self.slots {
             *slot = None;
         }
+        self.head = None;
+        self.tail = 0;
+    }
+
+    #[cfg(test)]
+    fn occupied(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
     }
 }
 
@@ -99,5 +158,62 @@ mod tests {
         // Too old to be stored: it would evict 599.
         c.insert(87, 599, packet(87), t0);
         assert_eq!(c.get(599, t0).map(|p| p.sequence), Some(599));
+    }
+
+    #[test]
+    fn payloads_past_the_maximum_age_are_released() {
+        // 50 packets per second (an audio stream): 512 slots would hold ~10 s of payloads, but only
+        // the last 2 s can ever be served.
+        let t0 = Instant::now();
+        let step = Duration::from_millis(20);
+        let mut c = PacketCache::new();
+        let payload = Bytes::from(vec![7u8; 160]);
+        for e in 0..500i64 {
+            let mut p = packet(e as u16);
+            p.payload = payload.clone();
+            c.insert(e, e, p, t0 + step * e as u32);
+        }
+        let live = c.occupied();
+        assert!(
+            (100..=102).contains(&live),
+            "{live} payloads held; 2 s at 50/s is 101"
+        );
+        // Only the cache and `payload` itself hold the buffer.
+        assert_eq!(live + 1, count_refs(&payload, &c));
+        let now = t0 + step * 499;
+        assert!(c.get(499 - 100, now).is_some(), "2 s old: still served");
+        assert!(c.get(499 - 102, now).is_none());
+    }
+
+    #[test]
+    fn gaps_and_late_packets_do_not_stall_expiry() {
+        let t0 = Instant::now();
+        let mut c = PacketCache::new();
+        // Every other packet lost, then a jump of 10,000 in the sequence space.
+        for e in (0..200i64).step_by(2) {
+            c.insert(
+                e,
+                e,
+                packet(e as u16),
+                t0 + Duration::from_millis(e as u64 * 10),
+            );
+        }
+        let later = t0 + Duration::from_secs(10);
+        c.insert(10_000, 10_000, packet(10_000), later);
+        assert_eq!(c.occupied(), 1, "everything before the jump is 8+ s old");
+        // A late packet from before the jump is not stored: it is more than a ring behind.
+        c.insert(150, 10_000, packet(150), later);
+        assert_eq!(c.occupied(), 1);
+        assert_eq!(c.get(10_000, later).map(|p| p.sequence), Some(10_000));
+    }
+
+    /// How many handles share `payload`'s buffer: those in the cache (same pointer) plus `payload`.
+    fn count_refs(payload: &Bytes, c: &PacketCache) -> usize {
+        1 + c
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| s.packet.payload.as_ptr() == payload.as_ptr())
+            .count()
     }
 }
