@@ -56,16 +56,20 @@ impl PacketCache {
             });
         }
         let head = self.head.map_or(ext + 1, |h| h.max(ext + 1));
-        if self.head.is_none() {
-            self.tail = ext;
-        }
+        // A first or late packet starts the cursor at itself, so it is released in its turn too.
+        self.tail = if self.head.is_none() {
+            ext
+        } else {
+            self.tail.min(ext)
+        };
         self.head = Some(head);
         self.expire(now);
     }
 
-    /// Empties slots from the oldest while their packet is past the maximum age (amortised O(1): the
-    /// cursor only moves forward, and never more than a ring behind the head).
-    fn expire(&mut self, now: Instant) {
+    /// Empties slots from the oldest while their packet is past the maximum age. Runs on every insert
+    /// and on the router's tick (for layers that went quiet). Amortised O(1): the cursor only moves
+    /// back for a late packet, and never more than a ring behind the head.
+    pub(crate) fn expire(&mut self, now: Instant) {
         let Some(head) = self.head else {
             return;
         };
@@ -215,5 +219,27 @@ mod tests {
             .flatten()
             .filter(|s| s.packet.payload.as_ptr() == payload.as_ptr())
             .count()
+    }
+
+    #[test]
+    fn a_quiet_layer_empties_on_expire_and_late_packets_are_released_too() {
+        let t0 = Instant::now();
+        let mut c = PacketCache::new();
+        // Packets 1 and 0 arrive swapped, then 2..50; then the layer goes quiet.
+        c.insert(1, 1, packet(1), t0);
+        c.insert(0, 1, packet(0), t0);
+        for e in 2..50i64 {
+            c.insert(e, e, packet(e as u16), t0 + Duration::from_millis(e as u64));
+        }
+        assert_eq!(c.occupied(), 50);
+        // Nothing arrives for 3 s; the router's tick expires the layer.
+        c.expire(t0 + Duration::from_secs(3));
+        assert_eq!(c.occupied(), 0, "a quiet layer holds nothing past 2 s");
+        // A late packet from before the pause arrives, then nothing more.
+        let later = t0 + Duration::from_secs(3);
+        c.insert(10, 49, packet(10), later);
+        assert_eq!(c.occupied(), 1);
+        c.expire(later + Duration::from_secs(3));
+        assert_eq!(c.occupied(), 0, "the late packet is released in its turn");
     }
 }

@@ -399,7 +399,8 @@ impl Publication {
         l.cache.insert(ext, highest, packet, now);
     }
 
-    /// Periodic work (every router tick): layer activity, bitrate limits, NACK retries, repeated
+    /// Periodic work (every router tick): layer activity, expired cache entries, bitrate limits, NACK
+    /// retries, repeated
     /// keyframe requests for subscribers still waiting.
     pub(crate) fn on_tick(&mut self, now: Instant, ob: &mut Outbox) {
         let mut changed = false;
@@ -410,6 +411,9 @@ impl Publication {
             let Some(l) = self.layers.get_mut(li) else {
                 continue;
             };
+            // A layer that went quiet (paused simulcast layer, muted track) still lets go of
+            // payloads it can no longer serve.
+            l.cache.expire(now);
             if l.active
                 && l.last_rx
                     .is_none_or(|t| now.saturating_duration_since(t) > LAYER_ACTIVE_TIMEOUT)
