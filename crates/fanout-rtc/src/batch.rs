@@ -10,6 +10,8 @@ use std::net::{SocketAddr, UdpSocket};
 /// Datagrams queued for one socket.
 pub struct SendBatch {
     queued: Vec<(BytesMut, SocketAddr)>,
+    /// Whether a send failure was logged at warn level already.
+    warned: bool,
     #[cfg(target_os = "linux")]
     sys: linux::Scratch,
 }
@@ -38,6 +40,7 @@ impl SendBatch {
     pub fn new() -> Self {
         SendBatch {
             queued: Vec::with_capacity(Self::CAPACITY),
+            warned: false,
             #[cfg(target_os = "linux")]
             sys: linux::Scratch::new(),
         }
@@ -82,7 +85,14 @@ impl SendBatch {
                     }
                     Err(e) => {
                         // sendmmsg reports an error only when the first datagram failed.
-                        tracing::debug!(error = %e, to = %self.queued[start].1, "udp send error");
+                        if !self.warned {
+                            // Once: a socket that refuses everything (a seccomp profile without
+                            // sendmmsg, no route) must not fail silently; after that, debug level.
+                            self.warned = true;
+                            tracing::warn!(error = %e, to = %self.queued[start].1, "udp send failed (further failures are logged at debug level and counted in fanout_worker_send_errors_total)");
+                        } else {
+                            tracing::debug!(error = %e, to = %self.queued[start].1, "udp send error");
+                        }
                         done.failed += 1;
                         start += 1;
                     }
@@ -147,18 +157,27 @@ mod linux {
             items: &[(BytesMut, SocketAddr)],
         ) -> io::Result<usize> {
             let n = items.len().min(self.headers.len());
+            // Base pointers taken once, so no later `&mut` to an element invalidates earlier ones.
+            let addrs = self.addrs.as_mut_ptr();
+            let iovecs = self.iovecs.as_mut_ptr();
             for (i, (datagram, to)) in items[..n].iter().enumerate() {
-                let len = write_sockaddr(&mut self.addrs[i], to);
-                self.iovecs[i] = libc::iovec {
-                    iov_base: datagram.as_ptr() as *mut libc::c_void,
-                    iov_len: datagram.len(),
-                };
-                // SAFETY: zeroed msghdr/mmsghdr are valid; the pointers set below point into
-                // `self.addrs`/`self.iovecs` and `items`, all alive for the duration of the call.
+                // SAFETY: i < n <= CAPACITY = the arrays' lengths.
+                let (addr, iov) = unsafe { (addrs.add(i), iovecs.add(i)) };
+                // SAFETY: `addr` points at a live, exclusively used sockaddr_storage.
+                let len = write_sockaddr(unsafe { &mut *addr }, to);
+                // SAFETY: as above, for the iovec.
+                unsafe {
+                    iov.write(libc::iovec {
+                        iov_base: datagram.as_ptr() as *mut libc::c_void,
+                        iov_len: datagram.len(),
+                    });
+                }
+                // SAFETY: a zeroed mmsghdr is valid; its pointers point into `self.addrs`,
+                // `self.iovecs` and `items`, all alive for the duration of the call.
                 let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                header.msg_hdr.msg_name = (&mut self.addrs[i]) as *mut _ as *mut libc::c_void;
+                header.msg_hdr.msg_name = addr as *mut libc::c_void;
                 header.msg_hdr.msg_namelen = len;
-                header.msg_hdr.msg_iov = &mut self.iovecs[i];
+                header.msg_hdr.msg_iov = iov;
                 header.msg_hdr.msg_iovlen = 1;
                 self.headers[i] = header;
             }
@@ -300,6 +319,29 @@ mod tests {
         assert_eq!(f.failed, 2);
         assert!(batch.is_empty());
         assert_eq!(recv_all(&ok, 2), vec![b"first".to_vec(), b"last".to_vec()]);
+    }
+
+    #[test]
+    fn ipv6_destinations_are_encoded_right() {
+        let Ok(sender) = UdpSocket::bind("[::1]:0") else {
+            eprintln!("no IPv6 loopback here; skipped");
+            return;
+        };
+        let a = UdpSocket::bind("[::1]:0").unwrap();
+        let b = UdpSocket::bind("[::1]:0").unwrap();
+        for s in [&a, &b] {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        }
+        let mut batch = SendBatch::new();
+        batch.push(BytesMut::from(&b"to a"[..]), a.local_addr().unwrap());
+        batch.push(BytesMut::from(&b"to b"[..]), b.local_addr().unwrap());
+        assert_eq!(batch.flush(&sender).sent, 2);
+        let mut buf = [0u8; 64];
+        for (s, want) in [(&a, &b"to a"[..]), (&b, &b"to b"[..])] {
+            let (n, from) = s.recv_from(&mut buf).expect("datagram");
+            assert_eq!(&buf[..n], want);
+            assert_eq!(from, sender.local_addr().unwrap());
+        }
     }
 
     #[test]

@@ -430,8 +430,7 @@ impl Worker {
     /// Sends the datagrams queued this turn.
     fn send_queued(&mut self) {
         let done = self.out.flush(&self.socket);
-        self.counters.send_calls += done.calls as u64;
-        self.counters.send_errors += done.failed as u64;
+        count_flush(&mut self.counters, done);
     }
 
     fn drain_peer(&mut self, key: (ParticipantId, Side)) {
@@ -441,19 +440,12 @@ impl Worker {
         loop {
             let mut events = Vec::new();
             let mut messages = Vec::new();
-            let mut sent = 0usize;
+            let sent;
             {
                 let Some(pc) = pc_in(&mut self.participants, key) else {
                     return;
                 };
-                while let Some(out) = pc.poll_write() {
-                    sent += 1;
-                    if self.out.push(out.message, out.transport.peer_addr) {
-                        let done = self.out.flush(&self.socket);
-                        self.counters.send_calls += done.calls as u64;
-                        self.counters.send_errors += done.failed as u64;
-                    }
-                }
+                sent = queue_writes(pc, &mut self.out, &self.socket, &mut self.counters);
                 while let Some(ev) = pc.poll_event() {
                     events.push(ev);
                 }
@@ -790,13 +782,7 @@ impl Worker {
                 }
                 // The hot path: writing media only queues datagrams (no events, nothing to read),
                 // so take them straight into the batch instead of a full drain of the connection.
-                while let Some(out) = pc.poll_write() {
-                    if self.out.push(out.message, out.transport.peer_addr) {
-                        let done = self.out.flush(&self.socket);
-                        self.counters.send_calls += done.calls as u64;
-                        self.counters.send_errors += done.failed as u64;
-                    }
-                }
+                queue_writes(pc, &mut self.out, &self.socket, &mut self.counters);
             }
             Output::KeyframeRequest {
                 publisher,
@@ -1563,6 +1549,8 @@ impl Worker {
         if let Some(mut pb) = p.publisher.take() {
             self.by_ufrag.remove(&pb.ufrag);
             let _ = pb.pc.close();
+            // close() queues a DTLS close_notify: send it (a browser then closes at once).
+            queue_writes(&mut pb.pc, &mut self.out, &self.socket, &mut self.counters);
             p.detached = Some(Detached {
                 publications: pb.publications,
                 codecs: pb.codecs,
@@ -1572,6 +1560,8 @@ impl Worker {
         if let Some(mut sb) = p.subscriber.take() {
             self.by_ufrag.remove(&sb.ufrag);
             let _ = sb.pc.close();
+            // close() queues a DTLS close_notify: send it (a browser then closes at once).
+            queue_writes(&mut sb.pc, &mut self.out, &self.socket, &mut self.counters);
             remove_downs.extend(sb.downs.iter().filter(|d| d.in_router).map(|d| d.id));
         }
         self.by_addr.retain(|_, (pid, _)| *pid != id);
@@ -1628,6 +1618,8 @@ impl Worker {
         if let Some(mut pb) = p.publisher.take() {
             self.by_ufrag.remove(&pb.ufrag);
             let _ = pb.pc.close();
+            // close() queues a DTLS close_notify: send it (a browser then closes at once).
+            queue_writes(&mut pb.pc, &mut self.out, &self.socket, &mut self.counters);
             for (_, publication) in pb.publications.drain() {
                 self.remove_publication(room, publication, now);
             }
@@ -1635,6 +1627,8 @@ impl Worker {
         if let Some(mut sb) = p.subscriber.take() {
             self.by_ufrag.remove(&sb.ufrag);
             let _ = sb.pc.close();
+            // close() queues a DTLS close_notify: send it (a browser then closes at once).
+            queue_writes(&mut sb.pc, &mut self.out, &self.socket, &mut self.counters);
             for d in sb.downs.drain(..) {
                 if d.in_router {
                     self.router_input(
@@ -1746,6 +1740,29 @@ fn down_track_of(
     let sb = participants.get_mut(&subscriber)?.subscriber.as_mut()?;
     let down = sb.downs.iter().find(|d| d.id == down_track)?;
     Some((&mut sb.pc, down))
+}
+
+/// Moves every datagram `pc` has queued into the send batch (sending the batch whenever it fills);
+/// returns how many.
+fn queue_writes(
+    pc: &mut RTCPeerConnection,
+    out: &mut SendBatch,
+    socket: &UdpSocket,
+    counters: &mut LocalCounters,
+) -> usize {
+    let mut n = 0;
+    while let Some(d) = pc.poll_write() {
+        n += 1;
+        if out.push(d.message, d.transport.peer_addr) {
+            count_flush(counters, out.flush(socket));
+        }
+    }
+    n
+}
+
+fn count_flush(counters: &mut LocalCounters, done: crate::batch::Flushed) {
+    counters.send_calls += done.calls as u64;
+    counters.send_errors += done.failed as u64;
 }
 
 /// A connection and its cached deadline.
