@@ -362,7 +362,15 @@ export async function waitInPage(page, what, predicate, arg, timeout = WAIT_MS) 
   let lastError;
   for (;;) {
     try {
-      const value = await page.evaluate(predicate, arg);
+      // Bounded by what is left of the wait, so a predicate that never settles cannot hang it.
+      const left = Math.max(deadline - Date.now(), 1);
+      let timer;
+      const value = await Promise.race([
+        page.evaluate(predicate, arg),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`predicate still running after ${timeout} ms`)), left);
+        }),
+      ]).finally(() => clearTimeout(timer));
       if (value) return value;
     } catch (e) {
       lastError = e;

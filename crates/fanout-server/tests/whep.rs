@@ -69,11 +69,13 @@ async fn a_whep_player_receives_the_publishers_payloads() {
     let mut watcher = Client::entered(&server, APP_A, "watcher", 41).await;
     alice.publish().await;
     alice.start_streaming(7);
-    // A WHEP player may only start once the room has a stream: alice's count once her media flows.
-    loop {
+    // A WHEP session takes the streams the room has when it starts: alice's count once her media
+    // flows, so wait for both.
+    let mut missing = vec!["audio", "video"];
+    while !missing.is_empty() {
         let added = watcher.event("stream_added").await;
-        if added["user_id"] == "alice" && added["kind"] == "video" {
-            break;
+        if added["user_id"] == "alice" {
+            missing.retain(|k| added["kind"] != *k);
         }
     }
 
