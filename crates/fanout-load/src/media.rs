@@ -437,30 +437,6 @@ pub fn sdp_mids(sdp: &str) -> Vec<(String, Kind)> {
     out
 }
 
-fn mid_of_receiver(pc: &mut RTCPeerConnection, receiver: RTCRtpReceiverId) -> Option<String> {
-    let ids: Vec<_> = pc.get_transceivers().collect();
-    for t in ids {
-        if let Some(tr) = pc.rtp_transceiver(t) {
-            if tr.receiver() == Some(receiver) {
-                return tr.mid().clone();
-            }
-        }
-    }
-    None
-}
-
-fn mid_of_sender(pc: &mut RTCPeerConnection, sender: RTCRtpSenderId) -> Option<String> {
-    let ids: Vec<_> = pc.get_transceivers().collect();
-    for t in ids {
-        if let Some(tr) = pc.rtp_transceiver(t) {
-            if tr.sender() == Some(sender) {
-                return tr.mid().clone();
-            }
-        }
-    }
-    None
-}
-
 /// Small fast PRNG (xorshift64*).
 #[derive(Debug, Clone)]
 struct Rng(u64);
@@ -1271,7 +1247,7 @@ impl Thread {
         if let Side::Pub(tx) = &mut peer.side {
             if tx.video.len() > 1 {
                 if let Some(sender) = tx.video_sender {
-                    let mid = mid_of_sender(&mut peer.pc, sender);
+                    let mid = fanout_rtc::peer::mid_of_sender(&mut peer.pc, sender);
                     let exts = peer.pc.rtp_sender(sender).map(|mut s| {
                         s.get_parameters()
                             .rtp_parameters
@@ -1667,7 +1643,7 @@ fn on_event(peer: &mut Peer, ev: RTCPeerConnectionEvent, agg: &mut Agg, live: &L
         RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
             if let Side::Sub(rx) = &mut peer.side {
                 rx.receiver.get_or_insert(init.receiver_id);
-                let owner = mid_of_receiver(&mut peer.pc, init.receiver_id)
+                let owner = fanout_rtc::peer::mid_of_receiver(&mut peer.pc, init.receiver_id)
                     .and_then(|mid| rx.mids.get(&mid).copied());
                 if let Some((publisher, kind)) = owner {
                     rx.owners.retain(|o| o.0 != init.ssrc);

@@ -182,6 +182,34 @@ pub fn host_candidate(addr: SocketAddr) -> Result<RTCIceCandidateInit, MediaErro
     RTCIceCandidate::from(&candidate).to_json().map_err(err)
 }
 
+fn mid_where(
+    pc: &mut RTCPeerConnection,
+    matches: impl Fn(&rtc::rtp_transceiver::RTCRtpTransceiver<'_>) -> bool,
+) -> Option<String> {
+    let ids: Vec<_> = pc.get_transceivers().collect();
+    ids.into_iter().find_map(|t| {
+        pc.rtp_transceiver(t)
+            .filter(|tr| matches(tr))
+            .and_then(|tr| tr.mid().clone())
+    })
+}
+
+/// The mid of the transceiver holding `receiver`, once negotiated.
+pub fn mid_of_receiver(
+    pc: &mut RTCPeerConnection,
+    receiver: rtc::rtp_transceiver::RTCRtpReceiverId,
+) -> Option<String> {
+    mid_where(pc, |tr| tr.receiver() == Some(receiver))
+}
+
+/// The mid of the transceiver holding `sender`, once negotiated.
+pub fn mid_of_sender(
+    pc: &mut RTCPeerConnection,
+    sender: rtc::rtp_transceiver::RTCRtpSenderId,
+) -> Option<String> {
+    mid_where(pc, |tr| tr.sender() == Some(sender))
+}
+
 /// Random ICE credentials (ufrag 16 and password 32 characters of [a-zA-Z0-9]).
 pub fn ice_credentials() -> (String, String) {
     use rand::distr::{Alphanumeric, SampleString};

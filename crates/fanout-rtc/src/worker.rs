@@ -620,7 +620,7 @@ impl Worker {
         let Some(pb) = p.publisher.as_mut() else {
             return;
         };
-        let mid = mid_of_receiver(&mut pb.pc, receiver);
+        let mid = peer::mid_of_receiver(&mut pb.pc, receiver);
         let Some(kind) = mid
             .as_ref()
             .and_then(|m| pb.mid_kinds.iter().find(|(mm, _)| mm == m))
@@ -1383,7 +1383,7 @@ impl Worker {
         sb.renegotiate = false;
         let mut tracks = Vec::new();
         for d in &sb.downs {
-            if let Some(mid) = mid_of_sender(&mut sb.pc, d.sender) {
+            if let Some(mid) = peer::mid_of_sender(&mut sb.pc, d.sender) {
                 tracks.push((mid, d.publisher, d.kind));
             }
         }
@@ -1779,13 +1779,9 @@ fn conn_in(
 
 fn pc_in(
     participants: &mut HashMap<ParticipantId, Participant>,
-    (id, side): (ParticipantId, Side),
+    key: (ParticipantId, Side),
 ) -> Option<&mut RTCPeerConnection> {
-    let p = participants.get_mut(&id)?;
-    match side {
-        Side::Publisher => p.publisher.as_mut().map(|x| &mut x.pc),
-        Side::Subscriber => p.subscriber.as_mut().map(|x| &mut x.pc),
-    }
+    conn_in(participants, key).map(|(pc, _)| pc)
 }
 
 fn codec_params(codec: Codec) -> (&'static str, u8, u32, u16, &'static str) {
@@ -1864,26 +1860,6 @@ fn simulcast_layers(offer: &str) -> HashMap<String, u8> {
 }
 
 /// The mid of the transceiver that `matches`.
-fn mid_where(
-    pc: &mut RTCPeerConnection,
-    matches: impl Fn(&rtc::rtp_transceiver::RTCRtpTransceiver<'_>) -> bool,
-) -> Option<String> {
-    let ids: Vec<_> = pc.get_transceivers().collect();
-    ids.into_iter().find_map(|t| {
-        pc.rtp_transceiver(t)
-            .filter(|tr| matches(tr))
-            .and_then(|tr| tr.mid().clone())
-    })
-}
-
-fn mid_of_receiver(pc: &mut RTCPeerConnection, receiver: RTCRtpReceiverId) -> Option<String> {
-    mid_where(pc, |tr| tr.receiver() == Some(receiver))
-}
-
-fn mid_of_sender(pc: &mut RTCPeerConnection, sender: RTCRtpSenderId) -> Option<String> {
-    mid_where(pc, |tr| tr.sender() == Some(sender))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
