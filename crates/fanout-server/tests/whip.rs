@@ -185,19 +185,6 @@ async fn whip_client_publishes_and_a_subscriber_decodes_it() {
     std::fs::remove_dir_all(&shims).ok();
 }
 
-/// Sends one HTTP request and returns (status, headers text, body).
-async fn http(addr: std::net::SocketAddr, request: String) -> (u16, String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head.to_string(), body.to_string())
-}
-
 fn post(path: &str, token: Option<&str>, content_type: &str, body: &str) -> String {
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))

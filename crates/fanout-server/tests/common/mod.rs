@@ -382,3 +382,16 @@ pub fn user_ids(reply: &Value) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// Sends one raw HTTP/1.1 request (the connection closes after it) and returns (status, headers text, body).
+pub async fn http(addr: std::net::SocketAddr, request: String) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
