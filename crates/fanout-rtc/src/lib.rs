@@ -5,6 +5,7 @@
 //!
 //! - [`api`]: commands from signalling, events back.
 //! - [`batch`]: outgoing datagrams sent many per system call (`sendmmsg`).
+//! - [`engine`]: the sans-I/O transport replacing `rtc` on the media path (in progress).
 //! - [`demux`]: STUN USERNAME / remote address demultiplexing.
 //! - [`sdp`]: bandwidth lines and mids in SDP text.
 //! - [`peer`]: building `rtc` peer connections (codecs, ICE-lite, SRTP profiles).
@@ -16,6 +17,7 @@ pub mod api;
 pub mod batch;
 pub mod convert;
 pub mod demux;
+pub mod engine;
 pub mod peer;
 pub mod sdp;
 pub mod stats;
