@@ -6,6 +6,8 @@
 //! engine carries every behaviour the suites test (see `docs/architecture.md`):
 //! - [`srtp`]: SRTP/SRTCP in place (AES-128-GCM, AES-CM-HMAC-SHA1-80), no allocation per packet.
 //! - [`replay`]: the replay window both use.
+//! - [`ice`]: ICE-lite: answering and verifying Binding requests, nomination, consent.
 
+pub mod ice;
 pub mod replay;
 pub mod srtp;
