@@ -6,8 +6,12 @@
 //! engine carries every behaviour the suites test (see `docs/architecture.md`):
 //! - [`srtp`]: SRTP/SRTCP in place (AES-128-GCM, AES-CM-HMAC-SHA1-80), no allocation per packet.
 //! - [`replay`]: the replay window both use.
+//! - [`conn`]: one connection: RFC 7983 demux, ICE then DTLS then SRTP, as a state enum.
+//! - [`dtls`]: DTLS-SRTP on rtc-dtls's endpoint: certificate, fingerprint check, SRTP keys.
 //! - [`ice`]: ICE-lite: answering and verifying Binding requests, nomination, consent.
 
+pub mod conn;
+pub mod dtls;
 pub mod ice;
 pub mod replay;
 pub mod srtp;
