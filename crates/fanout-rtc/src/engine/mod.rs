@@ -9,9 +9,19 @@
 //! - [`conn`]: one connection: RFC 7983 demux, ICE then DTLS then SRTP, as a state enum.
 //! - [`dtls`]: DTLS-SRTP on rtc-dtls's endpoint: certificate, fingerprint check, SRTP keys.
 //! - [`ice`]: ICE-lite: answering and verifying Binding requests, nomination, consent.
+//! - [`sdp`]: the SDP model: a remote description read once into typed, validated sections.
+//! - [`negotiate`]: offer/answer on that model (publisher answers, subscriber offers).
+//! - [`codec`]: the one codec table and header-extension table.
+//! - [`rtp`]: RTP headers and extensions read and written in place.
+//! - [`rtcp`]: compound RTCP walked in place; outgoing RTCP from `rtc-rtcp`'s types.
 
+pub mod codec;
 pub mod conn;
 pub mod dtls;
 pub mod ice;
+pub mod negotiate;
 pub mod replay;
+pub mod rtcp;
+pub mod rtp;
+pub mod sdp;
 pub mod srtp;
