@@ -265,16 +265,17 @@ fn consent_expiry_closes_the_connection() {
 }
 
 #[test]
-fn an_early_check_before_the_answer_is_kept() {
-    use fanout_rtc::engine::conn::{ConnConfig, Connection};
+fn an_early_check_before_the_answer_is_kept_and_dtls_starts_with_the_answer() {
+    use fanout_rtc::engine::conn::{ConnConfig, Connection, Remote};
     use fanout_rtc::engine::dtls::DtlsRole;
     let (server_id, client_id) = identities();
+    let now = std::time::Instant::now();
     let mut server = Connection::new(
+        now,
         ConnConfig {
             local_ufrag: SERVER_UFRAG.into(),
             local_pwd: SERVER_PWD.into(),
-            remote_ufrag: None,
-            remote_fingerprint: client_id.fingerprint(),
+            remote: None,
             dtls_role: DtlsRole::Client,
             profiles: vec![GCM],
         },
@@ -283,10 +284,30 @@ fn an_early_check_before_the_answer_is_kept() {
     .expect("connection");
     let client = Client::new(client_addr(11), &client_id, &server_id, &[GCM]);
     let mut check = client.check(true);
-    let now = std::time::Instant::now();
     server
         .handle_datagram(now, client.addr, &mut check)
         .expect("answered before the answer");
-    server.set_remote_ufrag(CLIENT_UFRAG);
+    let first = server.poll_transmit().expect("the binding response");
+    assert!(first.data[0] < 4, "STUN");
+    assert_eq!(
+        server.poll_transmit(),
+        None,
+        "no ClientHello without the peer's fingerprint"
+    );
+    assert!(server.poll_timeout().is_some(), "consent is still watched");
+    server
+        .set_remote(
+            now,
+            Remote {
+                ufrag: CLIENT_UFRAG.into(),
+                fingerprint: client_id.fingerprint(),
+            },
+        )
+        .expect("the answer");
     assert_eq!(server.remote(), Some(client.addr), "its nomination stands");
+    let hello = server
+        .poll_transmit()
+        .expect("the ClientHello goes out with the answer");
+    assert_eq!(hello.data[0], 22, "a DTLS handshake record");
+    assert_eq!(hello.to, client.addr);
 }

@@ -66,6 +66,13 @@ pub struct Transmit {
 
 /// Where the connection stands; each state carries what it needs.
 enum State {
+    /// We offered and the peer has not answered: its checks are answered (ICE-lite needs only
+    /// our own password), but DTLS waits for its fingerprint.
+    AwaitingAnswer {
+        identity: Box<Identity>,
+        role: DtlsRole,
+        profiles: Vec<Profile>,
+    },
     /// Waiting for ICE (a client starts DTLS on the first nomination).
     Ice {
         dtls: Dtls,
@@ -88,7 +95,7 @@ impl State {
             State::Ice { dtls } | State::Handshake { dtls } | State::Connected { dtls, .. } => {
                 Some(dtls)
             }
-            State::Closed => None,
+            State::AwaitingAnswer { .. } | State::Closed => None,
         }
     }
 }
@@ -98,12 +105,19 @@ impl State {
 pub struct ConnConfig {
     pub local_ufrag: String,
     pub local_pwd: String,
-    /// From the peer's SDP; `None` until its answer (ICE checks are answered meanwhile).
-    pub remote_ufrag: Option<String>,
-    pub remote_fingerprint: Fingerprint,
+    /// From the peer's SDP; `None` until its answer (ICE checks are answered meanwhile, DTLS
+    /// waits: see [`Connection::set_remote`]).
+    pub remote: Option<Remote>,
     pub dtls_role: DtlsRole,
     /// SRTP profiles in order of preference.
     pub profiles: Vec<Profile>,
+}
+
+/// The peer's ICE and DTLS parameters, from its description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    pub ufrag: String,
+    pub fingerprint: Fingerprint,
 }
 
 /// One server-side connection (ICE-lite, DTLS, SRTP).
@@ -119,6 +133,7 @@ pub struct Connection {
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.state {
+            State::AwaitingAnswer { .. } => "awaiting-answer",
             State::Ice { .. } => "ice",
             State::Handshake { .. } => "handshake",
             State::Connected { .. } => "connected",
@@ -154,29 +169,50 @@ pub fn classify(datagram: &[u8]) -> Kind {
 }
 
 impl Connection {
-    pub fn new(config: ConnConfig, identity: &Identity) -> Result<Connection, ConnError> {
-        let mut ice = IceLite::new(config.local_ufrag, config.local_pwd);
-        if let Some(ufrag) = &config.remote_ufrag {
-            ice.set_remote_ufrag(ufrag);
-        }
-        let dtls = Dtls::new(
-            config.dtls_role,
-            identity,
-            config.remote_fingerprint,
-            &config.profiles,
-        )?;
-        Ok(Connection {
+    pub fn new(
+        now: Instant,
+        config: ConnConfig,
+        identity: &Identity,
+    ) -> Result<Connection, ConnError> {
+        let ice = IceLite::new(config.local_ufrag, config.local_pwd);
+        let mut conn = Connection {
             ice,
-            state: State::Ice { dtls },
+            state: State::AwaitingAnswer {
+                identity: Box::new(identity.clone()),
+                role: config.dtls_role,
+                profiles: config.profiles,
+            },
             dtls_peer: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
-        })
+        };
+        if let Some(remote) = config.remote {
+            conn.set_remote(now, remote)?;
+        }
+        Ok(conn)
     }
 
-    /// The peer's ufrag from its (late) SDP answer.
-    pub fn set_remote_ufrag(&mut self, ufrag: &str) {
-        self.ice.set_remote_ufrag(ufrag);
+    /// The peer's parameters, from its description (at creation for its offer, or from its
+    /// later answer to ours). DTLS starts now if ICE already selected an address.
+    pub fn set_remote(&mut self, now: Instant, remote: Remote) -> Result<(), ConnError> {
+        self.ice.set_remote_ufrag(&remote.ufrag);
+        let State::AwaitingAnswer { .. } = self.state else {
+            return Ok(());
+        };
+        let State::AwaitingAnswer {
+            identity,
+            role,
+            profiles,
+        } = std::mem::replace(&mut self.state, State::Closed)
+        else {
+            return Ok(());
+        };
+        let dtls = Dtls::new(role, &identity, remote.fingerprint, &profiles)?;
+        self.state = State::Ice { dtls };
+        if self.ice.selected().is_some() {
+            self.start_dtls(now)?;
+        }
+        Ok(())
     }
 
     pub fn ice(&self) -> &IceLite {
@@ -274,6 +310,9 @@ impl Connection {
     }
 
     fn handle_dtls(&mut self, now: Instant, buf: &[u8]) -> Result<Received, ConnError> {
+        if let State::AwaitingAnswer { .. } = self.state {
+            return Err(ConnError::NotConnected);
+        }
         let Some(dtls) = self.state.dtls() else {
             return Err(ConnError::Closed);
         };

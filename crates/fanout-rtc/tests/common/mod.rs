@@ -4,7 +4,7 @@
 //! a virtual clock. Nothing reads the real clock after `t0` or touches a socket.
 #![allow(dead_code)]
 
-use fanout_rtc::engine::conn::{ConnConfig, Connection, Event, Received};
+use fanout_rtc::engine::conn::{ConnConfig, Connection, Event, Received, Remote};
 use fanout_rtc::engine::dtls::{Dtls, DtlsOutput, DtlsRole, Identity};
 use fanout_rtc::engine::ice::{binding_request, check_binding_response};
 use fanout_rtc::engine::srtp::{Profile, SrtpPair};
@@ -158,12 +158,16 @@ impl Pair {
         client_profiles: &[Profile],
         n: u16,
     ) -> Pair {
+        let now = Instant::now();
         let server = Connection::new(
+            now,
             ConnConfig {
                 local_ufrag: SERVER_UFRAG.into(),
                 local_pwd: SERVER_PWD.into(),
-                remote_ufrag: Some(CLIENT_UFRAG.into()),
-                remote_fingerprint: expected.fingerprint(),
+                remote: Some(Remote {
+                    ufrag: CLIENT_UFRAG.into(),
+                    fingerprint: expected.fingerprint(),
+                }),
                 dtls_role: DtlsRole::Client,
                 profiles: server_profiles.to_vec(),
             },
@@ -171,7 +175,7 @@ impl Pair {
         )
         .expect("server connection");
         Pair {
-            now: Instant::now(),
+            now,
             server,
             client: Client::new(client_addr(n), client_id, server_id, client_profiles),
             server_events: Vec::new(),
