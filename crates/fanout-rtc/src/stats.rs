@@ -52,6 +52,8 @@ pub struct LocalCounters {
     pub busy_ns: u64,
     pub send_calls: u64,
     pub send_errors: u64,
+    /// Datagrams the transport refused (unknown sender, failed authentication, malformed).
+    pub dropped_datagrams: u64,
 }
 
 impl WorkerStats {

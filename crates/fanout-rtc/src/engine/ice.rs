@@ -119,6 +119,11 @@ impl IceLite {
         &self.local_ufrag
     }
 
+    /// The peer's ufrag, once its SDP or a valid check named it.
+    pub fn remote_ufrag(&self) -> Option<&str> {
+        self.remote_ufrag.as_deref()
+    }
+
     pub fn local_pwd(&self) -> &str {
         &self.local_pwd
     }

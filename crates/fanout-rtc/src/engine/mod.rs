@@ -14,14 +14,22 @@
 //! - [`codec`]: the one codec table and header-extension table.
 //! - [`rtp`]: RTP headers and extensions read and written in place.
 //! - [`rtcp`]: compound RTCP walked in place; outgoing RTCP from `rtc-rtcp`'s types.
+//! - [`endpoint`]: a worker's connections in a [`slab`], the demux, the routers and the glue
+//!   (publishing connections in `publisher`, subscribing ones in `subscriber`); datagrams
+//!   out through [`txqueue`].
 
 pub mod codec;
 pub mod conn;
 pub mod dtls;
+pub mod endpoint;
 pub mod ice;
 pub mod negotiate;
+mod publisher;
 pub mod replay;
 pub mod rtcp;
 pub mod rtp;
 pub mod sdp;
+pub mod slab;
 pub mod srtp;
+mod subscriber;
+pub mod txqueue;

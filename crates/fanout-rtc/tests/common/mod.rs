@@ -4,6 +4,8 @@
 //! a virtual clock. Nothing reads the real clock after `t0` or touches a socket.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use fanout_rtc::engine::conn::{ConnConfig, Connection, Event, Received, Remote};
 use fanout_rtc::engine::dtls::{Dtls, DtlsOutput, DtlsRole, Identity};
 use fanout_rtc::engine::ice::{binding_request, check_binding_response};

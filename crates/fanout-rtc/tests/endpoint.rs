@@ -1,0 +1,310 @@
+//! The whole sans-I/O media path in memory: browser-like peers publish real captured offers to an
+//! [`Endpoint`], subscribe through its offers, and their packets cross ICE, DTLS, SRTP, the
+//! router and back, on a virtual clock.
+
+mod common;
+
+use common::browser::Net;
+use fanout_forward::{LayerPreference, MediaKind, ParticipantId, RoomId};
+use fanout_rtc::api::{MediaError, MediaEvent, RoleLimits, Side, SrtpPolicy, StreamRef};
+use fanout_rtc::engine::rtp::Header;
+use std::time::Duration;
+
+const ROOM: RoomId = RoomId(1);
+/// The signalled SSRCs and payload types of `chromium-audio-video.sdp`.
+const AUDIO_SSRC: u32 = 121_802_203;
+const VIDEO_SSRC: u32 = 3_593_509_223;
+const OPUS: u8 = 111;
+const VP8: u8 = 96;
+
+fn tracks() -> Vec<(String, MediaKind)> {
+    vec![
+        ("0".into(), MediaKind::Audio),
+        ("1".into(), MediaKind::Video),
+    ]
+}
+
+/// An RTP packet; `mid` adds the one-byte mid extension (id 4, as Chromium numbers it).
+fn rtp(pt: u8, seq: u16, ssrc: u32, mid: Option<&[u8]>, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    if let Some(mid) = mid {
+        p[0] |= 0x10;
+        let mut ext = vec![(4 << 4) | (mid.len() as u8 - 1)];
+        ext.extend_from_slice(mid);
+        while ext.len() % 4 != 0 {
+            ext.push(0);
+        }
+        p.extend_from_slice(&[0xBE, 0xDE]);
+        p.extend_from_slice(&((ext.len() / 4) as u16).to_be_bytes());
+        p.extend_from_slice(&ext);
+    }
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A VP8 keyframe's first packet (640x480).
+fn vp8_keyframe() -> Vec<u8> {
+    vec![
+        0x10, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01, 1, 2, 3,
+    ]
+}
+
+fn stream(publisher: u64, kind: MediaKind) -> StreamRef {
+    StreamRef {
+        publisher: ParticipantId(publisher),
+        kind,
+        user_id: format!("user{publisher}"),
+    }
+}
+
+/// Browser 0 publishes Chromium's audio+video offer as participant 1 and connects.
+fn publish(net: &mut Net) {
+    net.publish(0, ParticipantId(1), ROOM, "chromium-audio-video.sdp");
+    assert!(net.endpoint.is_connected(ParticipantId(1), Side::Publisher));
+}
+
+/// Browser `i` subscribes to participant 1's streams as participant `10 + i`.
+fn subscribe(net: &mut Net, i: usize) {
+    let streams = vec![stream(1, MediaKind::Audio), stream(1, MediaKind::Video)];
+    net.subscribe(i, ParticipantId(10 + i as u64), ROOM, streams);
+}
+
+#[test]
+fn audio_crosses_from_publisher_to_subscriber_sealed_per_subscriber() {
+    let mut net = Net::new(3);
+    publish(&mut net);
+    // The first packet opens the stream (its mid extension names the section).
+    let first = rtp(OPUS, 1, AUDIO_SSRC, Some(b"0"), b"opus-frame-1");
+    let sealed = net.browsers[0].seal(&first);
+    net.send(0, &sealed);
+    let published: Vec<MediaEvent> = std::iter::from_fn(|| net.endpoint.poll_event()).collect();
+    assert!(
+        published.contains(&MediaEvent::Published {
+            participant: ParticipantId(1),
+            kind: MediaKind::Audio
+        }),
+        "{published:?}"
+    );
+    subscribe(&mut net, 1);
+    subscribe(&mut net, 2);
+    for seq in 2..12u16 {
+        let payload = format!("opus-frame-{seq}");
+        let plain = rtp(OPUS, seq, AUDIO_SSRC, None, payload.as_bytes());
+        let sealed = net.browsers[0].seal(&plain);
+        net.send(0, &sealed);
+    }
+    net.deliver();
+    for i in [1, 2] {
+        let got: Vec<Vec<u8>> = net.browsers[i]
+            .received
+            .iter()
+            .filter(|p| !(192..=223).contains(&p[1]))
+            .cloned()
+            .collect();
+        assert_eq!(got.len(), 10, "subscriber {i} got every packet");
+        let headers: Vec<Header> = got.iter().map(|p| Header::parse(p).expect("RTP")).collect();
+        let ssrc = headers[0].ssrc;
+        assert_ne!(ssrc, AUDIO_SSRC, "the down-track's own SSRC");
+        assert!(headers
+            .iter()
+            .all(|h| h.ssrc == ssrc && h.payload_type == OPUS));
+        for (n, (h, p)) in headers.iter().zip(&got).enumerate() {
+            assert_eq!(
+                &p[h.payload_start..h.payload_end],
+                format!("opus-frame-{}", n + 2).as_bytes()
+            );
+        }
+        let seqs: Vec<u16> = headers.iter().map(|h| h.sequence).collect();
+        assert!(
+            seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+            "continuous: {seqs:?}"
+        );
+    }
+    assert_ne!(
+        Header::parse(&net.browsers[1].received[0])
+            .expect("rtp")
+            .ssrc,
+        Header::parse(&net.browsers[2].received[0])
+            .expect("rtp")
+            .ssrc,
+        "each subscriber's connection has its own SSRCs"
+    );
+}
+
+#[test]
+fn video_starts_at_a_keyframe_and_a_subscribers_pli_reaches_the_publisher() {
+    let mut net = Net::new(2);
+    publish(&mut net);
+    // Video found by its signalled SSRC (no mid extension).
+    let kf = rtp(VP8, 100, VIDEO_SSRC, None, &vp8_keyframe());
+    let sealed = net.browsers[0].seal(&kf);
+    net.send(0, &sealed);
+    net.browsers[0].received.clear();
+    subscribe(&mut net, 1);
+    // A delta frame first: not forwarded to a down-track that has not seen a keyframe.
+    let delta = rtp(VP8, 101, VIDEO_SSRC, None, &[0x10, 0x01, 0, 0, 9, 9]);
+    let sealed = net.browsers[0].seal(&delta);
+    net.send(0, &sealed);
+    net.deliver();
+    assert!(
+        net.browsers[1]
+            .received
+            .iter()
+            .all(|p| (192..=223).contains(&p[1])),
+        "no video yet"
+    );
+    // The router asked the publisher for a keyframe (PLI, RTCP PT 206 FMT 1).
+    let plis: Vec<&Vec<u8>> = net.browsers[0]
+        .received
+        .iter()
+        .filter(|p| p[1] == 206 && p[0] & 0x1f == 1)
+        .collect();
+    assert!(!plis.is_empty(), "a PLI went up");
+    assert_eq!(
+        &plis[0][8..12],
+        &VIDEO_SSRC.to_be_bytes(),
+        "for the video SSRC"
+    );
+    let kf = rtp(VP8, 102, VIDEO_SSRC, None, &vp8_keyframe());
+    let sealed = net.browsers[0].seal(&kf);
+    net.send(0, &sealed);
+    net.deliver();
+    let video: Vec<Header> = net.browsers[1]
+        .received
+        .iter()
+        .filter(|p| !(192..=223).contains(&p[1]))
+        .map(|p| Header::parse(p).expect("rtp"))
+        .collect();
+    assert_eq!(video.len(), 1, "the keyframe");
+    assert_eq!(video[0].payload_type, VP8);
+    // The subscriber asks for a keyframe: its PLI for its down-track's SSRC goes up as a PLI for
+    // the publisher's.
+    net.browsers[0].received.clear();
+    net.now += Duration::from_secs(2); // past the keyframe-request throttle
+    let mut pli = vec![0x81, 206, 0, 2, 0, 0, 0, 1];
+    pli.extend_from_slice(&video[0].ssrc.to_be_bytes());
+    let sealed = net.browsers[1].seal(&pli);
+    net.send(1, &sealed);
+    net.deliver();
+    assert!(
+        net.browsers[0]
+            .received
+            .iter()
+            .any(|p| p[1] == 206 && p[8..12] == VIDEO_SSRC.to_be_bytes()),
+        "the subscriber's PLI reached the publisher"
+    );
+}
+
+#[test]
+fn forged_and_unknown_datagrams_are_dropped_and_the_room_goes_on() {
+    let mut net = Net::new(2);
+    publish(&mut net);
+    let before = net.endpoint.counters().dropped_datagrams;
+    // From an address ICE never validated.
+    let mut stranger = common::browser::Browser::new(9);
+    let plain = rtp(OPUS, 1, AUDIO_SSRC, Some(b"0"), b"x");
+    let from = stranger.addr;
+    let mut junk = plain.clone();
+    net.endpoint.handle_datagram(net.now, from, &mut junk);
+    // A STUN request for a ufrag nobody has.
+    stranger.take_server_description(&net.browsers[0].offer("chromium-audio-only.sdp"));
+    let mut check = stranger.check();
+    net.endpoint.handle_datagram(net.now, from, &mut check);
+    // Forged SRTP from the publisher's own address.
+    let mut forged = net.browsers[0].seal(&plain);
+    let last = forged.len() - 1;
+    forged[last] ^= 0x40;
+    net.send(0, &forged);
+    // Garbage of every shape from the publisher's address.
+    for junk in [
+        &[][..],
+        &[0u8; 3][..],
+        &[0x16, 0xfe, 0xfd][..],
+        &[0x80; 40][..],
+        &[0xff; 1500][..],
+    ] {
+        net.send(0, junk);
+    }
+    assert!(net.endpoint.counters().dropped_datagrams >= before + 7);
+    assert!(net.endpoint.transmits().is_empty(), "nothing answered");
+    // The real publisher still gets through.
+    let sealed = net.browsers[0].seal(&rtp(OPUS, 2, AUDIO_SSRC, Some(b"0"), b"y"));
+    net.send(0, &sealed);
+    let events: Vec<MediaEvent> = std::iter::from_fn(|| net.endpoint.poll_event()).collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, MediaEvent::Published { .. })),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_bad_offer_is_a_clear_error_and_creates_nothing() {
+    let mut net = Net::new(1);
+    let offer = net.browsers[0]
+        .offer("chromium-audio-video.sdp")
+        .replace("a=rtcp-mux\r\n", "");
+    let err = net
+        .endpoint
+        .publish(
+            net.now,
+            ParticipantId(1),
+            ROOM,
+            &offer,
+            &tracks(),
+            RoleLimits::default(),
+            SrtpPolicy::GcmOnly,
+        )
+        .expect_err("refused");
+    assert!(
+        matches!(&err, MediaError::BadSdp(m) if m.contains("rtcp-mux")),
+        "{err}"
+    );
+    assert_eq!(net.endpoint.peer_count(), 0);
+    let err = net
+        .endpoint
+        .publish(
+            net.now,
+            ParticipantId(1),
+            ROOM,
+            "v=0\r\nnonsense",
+            &tracks(),
+            RoleLimits::default(),
+            SrtpPolicy::GcmOnly,
+        )
+        .expect_err("refused");
+    assert!(matches!(err, MediaError::BadSdp(_)));
+    assert_eq!(net.endpoint.peer_count(), 0);
+}
+
+#[test]
+fn removing_a_publisher_ends_its_streams_and_renegotiates_its_subscribers() {
+    let mut net = Net::new(2);
+    publish(&mut net);
+    let sealed = net.browsers[0].seal(&rtp(OPUS, 1, AUDIO_SSRC, Some(b"0"), b"a"));
+    net.send(0, &sealed);
+    subscribe(&mut net, 1);
+    let _: Vec<_> = std::iter::from_fn(|| net.endpoint.poll_event()).collect();
+    let now = net.now;
+    net.endpoint.remove(now, ParticipantId(1));
+    // The subscriber still wants participant 1's streams, but they are gone: a new offer
+    // with its section inactive.
+    let offer = std::iter::from_fn(|| net.endpoint.poll_event())
+        .find_map(|e| match e {
+            MediaEvent::Offer { sdp, tracks, .. } => Some((sdp, tracks)),
+            _ => None,
+        })
+        .expect("a new offer");
+    assert!(offer.1.is_empty(), "no tracks left: {:?}", offer.1);
+    assert!(offer.0.contains("a=inactive"));
+    assert_eq!(
+        net.endpoint.peer_count(),
+        1,
+        "only the subscriber's connection is left"
+    );
+    let _ = LayerPreference::High;
+}
