@@ -2,8 +2,9 @@
 //!
 //! This module owns the [`Pipeline`] rig: N pairs of `rtc` peer connections, each pair connected
 //! by handing datagrams across by hand (no sockets) on a simulated clock until ICE, DTLS and SRTP
-//! are up. Our side of each pair is a subscribing connection as the media worker builds it
-//! (`fanout_rtc::peer::build` with ICE-lite, [`SrtpPolicy::GcmOnly`] and the DTLS client role, one
+//! are up. Our side of each pair is a subscribing connection as the `rtc`-based media worker built
+//! it before Fanout's own engine replaced it (the baseline the engine is measured against;
+//! `fanout_rtc::peer::build` with ICE-lite, [`SrtpPolicy::GcmOnly`] and the DTLS client role, one
 //! sendonly track, our offer with `a=setup:active` and the host candidate); the remote side is a
 //! plain `rtc` peer connection with default codecs that answers it, as a browser would.
 //!
@@ -19,7 +20,7 @@
 use crate::forward::{down_track_index, down_track_ssrc, Fanout, Media};
 use bytes::BytesMut;
 use fanout_forward::RtpPacket;
-use fanout_rtc::{peer, sdp, SrtpPolicy};
+use fanout_rtc::{peer, SrtpPolicy};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -169,7 +170,8 @@ impl Pair {
             .set_local_description(now, offer.clone())
             .map_err(err)?;
         // What the worker sends the client: our offer, taking the DTLS client role.
-        let sent = sdp::candidates_on_bundle_tag(&sdp::prefer_dtls_client(&offer.sdp));
+        // As the rtc-based worker sent its offers: `setup:active`, so we are the DTLS client.
+        let sent = offer.sdp.replace("a=setup:actpass", "a=setup:active");
 
         let addr = remote_addr(i);
         let mut remote = remote_peer(now)?;

@@ -201,6 +201,10 @@ pub enum Output {
         subscriber: ParticipantId,
         down_track: DownTrackId,
         packet: RtpPacket,
+        /// A resend answering the subscriber's NACK: the same sequence number as a packet already
+        /// sent, so the transport sends it on the down-track's RTX stream (RFC 4588), never as a
+        /// second packet under the same SSRC and sequence number.
+        retransmission: bool,
     },
     /// Ask the publisher for a keyframe on one layer (PLI).
     KeyframeRequest {

@@ -83,7 +83,13 @@ impl DownTrack {
 
     /// The packet as this subscriber receives it: our SSRC, payload type, sequence number and
     /// timestamp; the same payload buffer (a reference count, not a copy).
-    pub(crate) fn output(&mut self, src: &RtpPacket, sequence: u16, timestamp: u32) -> Output {
+    pub(crate) fn output(
+        &mut self,
+        src: &RtpPacket,
+        sequence: u16,
+        timestamp: u32,
+        retransmission: bool,
+    ) -> Output {
         self.packets_sent = self.packets_sent.wrapping_add(1);
         self.octets_sent = self.octets_sent.wrapping_add(src.payload.len() as u32);
         Output::Rtp {
@@ -98,6 +104,7 @@ impl DownTrack {
                 audio_level: src.audio_level,
                 payload: src.payload.clone(),
             },
+            retransmission,
         }
     }
 

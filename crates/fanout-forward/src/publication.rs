@@ -391,7 +391,7 @@ impl Publication {
                 ob.stats.layer_switches += 1;
             }
             if let Some((seq, ts)) = dt.rewriter.rewrite(ext, packet.timestamp, now) {
-                let out = dt.output(&packet, seq, ts);
+                let out = dt.output(&packet, seq, ts, false);
                 ob.push(out);
                 ob.stats.rtp_forwarded += 1;
             }
@@ -579,7 +579,7 @@ impl Publication {
             });
             match found {
                 Some((p, s, ts)) => {
-                    let out = dt.output(p, s, ts);
+                    let out = dt.output(p, s, ts, true);
                     ob.push(out);
                     ob.stats.nacks_served += 1;
                 }

@@ -303,6 +303,7 @@ fn check(room: &Room, model: &Model, outputs: &[Output]) -> Result<(), TestCaseE
                 subscriber,
                 down_track,
                 packet,
+                ..
             } => {
                 let info = room.router.down_track(*down_track);
                 prop_assert!(

@@ -121,7 +121,7 @@ pub enum MediaCommand {
     /// The participant's client came back on new connections (resume within the grace period, or a
     /// takeover): close both old peer connections but keep its publications, so its next `Publish`
     /// continues them and subscribers see continuous sequence numbers. Publications not published
-    /// again within [`crate::worker::REPUBLISH_WINDOW`] end.
+    /// again within [`crate::engine::endpoint::REPUBLISH_WINDOW`] end.
     Reconnect { participant: ParticipantId },
     /// Tear down both connections of a participant.
     Remove { participant: ParticipantId },

@@ -4,6 +4,7 @@
 //! them when the batch fills or the turn ends, so nothing waits longer than that turn. Datagrams
 //! leave in the order they were queued (per peer connection, the order its transport produced them).
 
+use crate::engine::txqueue::TxQueue;
 use bytes::BytesMut;
 use std::net::{SocketAddr, UdpSocket};
 
@@ -63,67 +64,98 @@ impl SendBatch {
     /// Sends everything queued. A datagram the kernel refuses is dropped and counted; the rest
     /// still go out.
     pub fn flush(&mut self, socket: &UdpSocket) -> Flushed {
-        let mut done = Flushed::default();
-        if self.queued.is_empty() {
-            return done;
-        }
-        #[cfg(target_os = "linux")]
-        {
-            let mut start = 0;
-            while start < self.queued.len() {
-                let end = (start + Self::CAPACITY).min(self.queued.len());
-                done.calls += 1;
-                match self.sys.send(socket, &self.queued[start..end]) {
-                    Ok(n) if n > 0 => {
-                        done.sent += n;
-                        start += n;
-                    }
-                    Ok(_) => {
-                        // Nothing accepted and no error: skip the head so the loop always ends.
-                        done.failed += 1;
-                        start += 1;
-                    }
-                    Err(e) => {
-                        // sendmmsg reports an error only when the first datagram failed.
-                        if !self.warned {
-                            // Once: a socket that refuses everything (a seccomp profile without
-                            // sendmmsg, no route) must not fail silently; after that, debug level.
-                            self.warned = true;
-                            tracing::warn!(error = %e, to = %self.queued[start].1, "udp send failed (further failures are logged at debug level and counted in fanout_worker_send_errors_total)");
-                        } else {
-                            tracing::debug!(error = %e, to = %self.queued[start].1, "udp send error");
-                        }
-                        done.failed += 1;
-                        start += 1;
-                    }
-                }
-            }
-        }
-        #[cfg(not(target_os = "linux"))]
-        for (datagram, to) in &self.queued {
-            done.calls += 1;
-            match socket.send_to(datagram, *to) {
-                Ok(_) => done.sent += 1,
-                Err(e) => {
-                    tracing::debug!(error = %e, %to, "udp send error");
-                    done.failed += 1;
-                }
-            }
-        }
+        let queued = std::mem::take(&mut self.queued);
+        let done = self.send_all(socket, queued.len(), |i| {
+            let (d, to) = &queued[i];
+            (&d[..], *to)
+        });
+        self.queued = queued;
         self.queued.clear();
         done
+    }
+
+    /// Sends every datagram of `queue` (the engine's reused slots) and clears it.
+    pub fn flush_queue(&mut self, socket: &UdpSocket, queue: &mut TxQueue) -> Flushed {
+        let done = self.send_all(socket, queue.len(), |i| {
+            let (to, d) = queue.get(i);
+            (d, to)
+        });
+        queue.clear();
+        done
+    }
+
+    /// `len` datagrams, `item(i)` each, in calls of up to [`Self::CAPACITY`].
+    fn send_all<'a>(
+        &mut self,
+        socket: &UdpSocket,
+        len: usize,
+        item: impl Fn(usize) -> (&'a [u8], SocketAddr),
+    ) -> Flushed {
+        let mut done = Flushed::default();
+        let mut start = 0;
+        while start < len {
+            let end = (start + Self::CAPACITY).min(len);
+            done.calls += 1;
+            match self.send_some(socket, (start..end).map(&item)) {
+                Ok(n) if n > 0 => {
+                    done.sent += n;
+                    start += n;
+                }
+                Ok(_) => {
+                    // Nothing accepted and no error: skip the head so the loop always ends.
+                    done.failed += 1;
+                    start += 1;
+                }
+                Err(e) => {
+                    // sendmmsg reports an error only when the first datagram failed.
+                    let to = item(start).1;
+                    if !self.warned {
+                        // Once: a socket that refuses everything (a seccomp profile without
+                        // sendmmsg, no route) must not fail silently; after that, debug level.
+                        self.warned = true;
+                        tracing::warn!(error = %e, %to, "udp send failed (further failures are logged at debug level and counted in fanout_worker_send_errors_total)");
+                    } else {
+                        tracing::debug!(error = %e, %to, "udp send error");
+                    }
+                    done.failed += 1;
+                    start += 1;
+                }
+            }
+        }
+        done
+    }
+
+    /// One system call for the leading datagrams of `items`: how many the kernel took.
+    #[cfg(target_os = "linux")]
+    fn send_some<'a>(
+        &mut self,
+        socket: &UdpSocket,
+        items: impl Iterator<Item = (&'a [u8], SocketAddr)>,
+    ) -> std::io::Result<usize> {
+        self.sys.send_slices(socket, items)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_some<'a>(
+        &mut self,
+        socket: &UdpSocket,
+        mut items: impl Iterator<Item = (&'a [u8], SocketAddr)>,
+    ) -> std::io::Result<usize> {
+        match items.next() {
+            Some((d, to)) => socket.send_to(d, to).map(|_| 1),
+            None => Ok(0),
+        }
     }
 }
 
 #[cfg(target_os = "linux")]
-mod linux {
-    use bytes::BytesMut;
+pub(crate) mod linux {
     use std::io;
     use std::net::{SocketAddr, UdpSocket};
     use std::os::fd::AsRawFd;
 
     /// Reused kernel-facing arrays (no allocation per flush).
-    pub(super) struct Scratch {
+    pub(crate) struct Scratch {
         addrs: Vec<libc::sockaddr_storage>,
         iovecs: Vec<libc::iovec>,
         headers: Vec<libc::mmsghdr>,
@@ -134,7 +166,7 @@ mod linux {
     unsafe impl Send for Scratch {}
 
     impl Scratch {
-        pub(super) fn new() -> Self {
+        pub(crate) fn new() -> Self {
             let n = super::SendBatch::CAPACITY;
             Scratch {
                 // SAFETY: all-zero is a valid value of these plain C structs.
@@ -150,17 +182,20 @@ mod linux {
             }
         }
 
-        /// One sendmmsg call for up to CAPACITY datagrams; the number the kernel accepted.
-        pub(super) fn send(
+        /// One sendmmsg call for the first CAPACITY datagrams of `items`; the number the kernel
+        /// accepted.
+        pub(crate) fn send_slices<'a>(
             &mut self,
             socket: &UdpSocket,
-            items: &[(BytesMut, SocketAddr)],
+            items: impl Iterator<Item = (&'a [u8], SocketAddr)>,
         ) -> io::Result<usize> {
-            let n = items.len().min(self.headers.len());
             // Base pointers taken once, so no later `&mut` to an element invalidates earlier ones.
             let addrs = self.addrs.as_mut_ptr();
             let iovecs = self.iovecs.as_mut_ptr();
-            for (i, (datagram, to)) in items[..n].iter().enumerate() {
+            let mut n = 0;
+            for (i, (datagram, to)) in items.take(self.headers.len()).enumerate() {
+                n = i + 1;
+                let to = &to;
                 // SAFETY: i < n <= CAPACITY = the arrays' lengths.
                 let (addr, iov) = unsafe { (addrs.add(i), iovecs.add(i)) };
                 // SAFETY: `addr` points at a live, exclusively used sockaddr_storage.
@@ -173,13 +208,16 @@ mod linux {
                     });
                 }
                 // SAFETY: a zeroed mmsghdr is valid; its pointers point into `self.addrs`,
-                // `self.iovecs` and `items`, all alive for the duration of the call.
+                // `self.iovecs` and the caller's buffers, all alive for the duration of the call.
                 let mut header: libc::mmsghdr = unsafe { std::mem::zeroed() };
                 header.msg_hdr.msg_name = addr as *mut libc::c_void;
                 header.msg_hdr.msg_namelen = len;
                 header.msg_hdr.msg_iov = iov;
                 header.msg_hdr.msg_iovlen = 1;
                 self.headers[i] = header;
+            }
+            if n == 0 {
+                return Ok(0);
             }
             loop {
                 // SAFETY: `headers[..n]` are initialised above and point at live buffers; the kernel

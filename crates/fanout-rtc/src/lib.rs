@@ -1,27 +1,27 @@
-//! fanout-rtc: the WebRTC transport. Media workers, each a dedicated thread owning one UDP socket and
-//! every peer connection on it (ICE-lite, DTLS-SRTP via webrtc-rs's sans-I/O `rtc`), demultiplex
-//! datagrams to peers, hand decrypted RTP/RTCP to the room's `fanout_forward::Router`, and encrypt
-//! its outputs per subscriber.
+//! fanout-rtc: the WebRTC transport. A sans-I/O engine ([`engine`]: ICE-lite, DTLS-SRTP, SDP,
+//! RTP/RTCP, and the worker's [`engine::endpoint::Endpoint`] that glues connections to the rooms'
+//! `fanout_forward::Router`s) and a thin driver ([`driver`]: one thread per worker, one UDP socket,
+//! `recvmmsg`/`sendmmsg`, the channel to signalling).
 //!
 //! - [`api`]: commands from signalling, events back.
-//! - [`batch`]: outgoing datagrams sent many per system call (`sendmmsg`).
-//! - [`engine`]: the sans-I/O transport replacing `rtc` on the media path (in progress).
+//! - [`engine`]: the transport itself; it never reads the clock or touches a socket.
+//! - [`driver`]: the worker threads around it.
+//! - [`batch`] and [`recv`]: datagrams sent and received many per system call.
 //! - [`demux`]: STUN USERNAME / remote address demultiplexing.
-//! - [`sdp`]: bandwidth lines and mids in SDP text.
-//! - [`peer`]: building `rtc` peer connections (codecs, ICE-lite, SRTP profiles).
-//! - [`convert`]: `rtc`'s RTP/RTCP types to and from the forwarding core's.
 //! - [`stats`]: counters the workers publish for metrics.
-//! - [`worker`]: the worker thread's loop.
+//! - [`peer`] and [`convert`]: webrtc-rs `rtc` peer connections and packet conversions, for the
+//!   load generator's simulated clients and the benchmark's `rtc` baseline only (never on the
+//!   server's media path).
 
 pub mod api;
 pub mod batch;
 pub mod convert;
 pub mod demux;
+pub mod driver;
 pub mod engine;
 pub mod peer;
-pub mod sdp;
+pub mod recv;
 pub mod stats;
-pub mod worker;
 
 pub use api::{MediaCommand, MediaError, MediaEvent, RoleLimits, Side, SrtpPolicy, StreamRef};
-pub use worker::{Media, MediaConfig};
+pub use driver::{Media, MediaConfig};

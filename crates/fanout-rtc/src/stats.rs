@@ -54,6 +54,8 @@ pub struct LocalCounters {
     pub send_errors: u64,
     /// Datagrams the transport refused (unknown sender, failed authentication, malformed).
     pub dropped_datagrams: u64,
+    /// NACKed packets not resent because the subscriber negotiated no RTX.
+    pub dropped_retransmissions: u64,
 }
 
 impl WorkerStats {

@@ -308,3 +308,70 @@ fn removing_a_publisher_ends_its_streams_and_renegotiates_its_subscribers() {
     );
     let _ = LayerPreference::High;
 }
+
+#[test]
+fn a_nacked_packet_is_resent_on_the_rtx_stream_with_its_original_sequence_number() {
+    let mut net = Net::new(2);
+    publish(&mut net);
+    let kf = rtp(VP8, 100, VIDEO_SSRC, None, &vp8_keyframe());
+    let sealed = net.browsers[0].seal(&kf);
+    net.send(0, &sealed);
+    subscribe(&mut net, 1);
+    for seq in 101..104u16 {
+        let p = if seq == 101 {
+            rtp(VP8, seq, VIDEO_SSRC, None, &vp8_keyframe())
+        } else {
+            rtp(VP8, seq, VIDEO_SSRC, None, &[0x10, 0x01, 0, 0, seq as u8])
+        };
+        let sealed = net.browsers[0].seal(&p);
+        net.send(0, &sealed);
+    }
+    net.deliver();
+    let video: Vec<(Header, Vec<u8>)> = net.browsers[1]
+        .received
+        .iter()
+        .filter(|p| !(192..=223).contains(&p[1]))
+        .map(|p| (Header::parse(p).expect("rtp"), p.clone()))
+        .collect();
+    assert_eq!(video.len(), 3, "keyframe and two deltas");
+    let (lost, lost_bytes) = &video[1];
+    // Generic NACK (RTCP PT 205, FMT 1) for the second packet.
+    let mut nack = vec![0x81, 205, 0, 3, 0, 0, 0, 1];
+    nack.extend_from_slice(&lost.ssrc.to_be_bytes());
+    nack.extend_from_slice(&lost.sequence.to_be_bytes());
+    nack.extend_from_slice(&[0, 0]);
+    net.browsers[1].received.clear();
+    let sealed = net.browsers[1].seal(&nack);
+    net.send(1, &sealed);
+    net.deliver();
+    let resent: Vec<Header> = net.browsers[1]
+        .received
+        .iter()
+        .filter(|p| !(192..=223).contains(&p[1]))
+        .map(|p| Header::parse(p).expect("rtp"))
+        .collect();
+    assert_eq!(resent.len(), 1, "one retransmission");
+    let r = &resent[0];
+    let raw = net.browsers[1]
+        .received
+        .iter()
+        .find(|p| !(192..=223).contains(&p[1]))
+        .expect("rtx");
+    assert_ne!(
+        r.ssrc, lost.ssrc,
+        "on the RTX SSRC, not a second packet under the media SSRC"
+    );
+    assert_eq!(r.payload_type, VP8 + 1, "the RTX payload type");
+    let payload = &raw[r.payload_start..r.payload_end];
+    assert_eq!(
+        &payload[..2],
+        &lost.sequence.to_be_bytes(),
+        "the original sequence number first"
+    );
+    assert_eq!(
+        &payload[2..],
+        &lost_bytes[lost.payload_start..lost.payload_end],
+        "then the payload"
+    );
+    assert_eq!(r.timestamp, lost.timestamp);
+}

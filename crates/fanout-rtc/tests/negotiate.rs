@@ -178,7 +178,7 @@ fn the_answer_shares_the_offers_extension_ids_and_leaves_out_congestion_control_
 }
 
 #[test]
-fn sections_not_wanted_are_rejected_and_leave_the_bundle() {
+fn sections_not_wanted_are_answered_inactive_and_stay_in_the_bundle() {
     let offer = Description::parse(&fixture("chromium-audio-video.sdp")).expect("offer");
     let audio_mid = offer.sections[0].mid.clone();
     let a = answer_publish(
@@ -192,6 +192,18 @@ fn sections_not_wanted_are_rejected_and_leave_the_bundle() {
     .expect("answer");
     assert_eq!(a.accepted.len(), 1);
     assert_eq!(a.accepted[0].codec, Codec::Opus);
+    let back = Description::parse(&a.sdp).expect("reads back");
+    assert!(
+        !back.sections[1].rejected,
+        "kept, so the client's transceiver and BUNDLE live on"
+    );
+    assert_eq!(back.sections[1].direction, Direction::Inactive);
+    assert_eq!(back.sections[1].bandwidth_bps, None);
+    assert_eq!(back.bundle.len(), 2);
+    // A section the offer itself rejected stays rejected.
+    let text = fixture("chromium-audio-video.sdp").replacen(" 48102 UDP/TLS", " 0 UDP/TLS", 1);
+    let offer = Description::parse(&text).expect("offer");
+    let a = answer_publish(&offer, &local(), &wanted_all(&offer, None)).expect("answer");
     let back = Description::parse(&a.sdp).expect("reads back");
     assert!(back.sections[1].rejected);
     assert_eq!(back.bundle, vec![audio_mid]);

@@ -336,7 +336,8 @@ impl Endpoint {
                 subscriber,
                 down_track,
                 packet,
-            } => self.send_rtp(subscriber, down_track, &packet),
+                retransmission,
+            } => self.send_rtp(subscriber, down_track, &packet, retransmission),
             Output::SenderReport {
                 subscriber,
                 down_track,

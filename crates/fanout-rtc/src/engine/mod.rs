@@ -2,8 +2,7 @@
 //! Datagrams, time and buffers go in; datagrams, events and a timeout come out. Nothing here reads
 //! the clock or touches a socket.
 //!
-//! Built so far, each with tests; the worker still runs on `rtc::RTCPeerConnection` until the
-//! engine carries every behaviour the suites test (see `docs/architecture.md`):
+//! The server's media path runs on it (`crate::driver`); each piece has its own tests:
 //! - [`srtp`]: SRTP/SRTCP in place (AES-128-GCM, AES-CM-HMAC-SHA1-80), no allocation per packet.
 //! - [`replay`]: the replay window both use.
 //! - [`conn`]: one connection: RFC 7983 demux, ICE then DTLS then SRTP, as a state enum.

@@ -84,18 +84,20 @@ pub fn answer_publish(
         let want = wanted.iter().find(|w| w.mid == s.mid);
         let choice = s.preferred_codec();
         let receivable = !s.rejected && matches!(s.media, MediaType::Audio | MediaType::Video);
-        let (Some(want), Some((payload, codec, rtx_pt)), true) = (want, choice, receivable) else {
+        let (Some((payload, codec, rtx_pt)), true) = (choice, receivable) else {
             media.push(rejected(s));
             continue;
         };
-        let direction = if s.direction.sends() {
-            Direction::RecvOnly
-        } else {
-            Direction::Inactive
+        // A section the caller does not want stays in the BUNDLE, inactive: rejecting it (port
+        // 0) would stop the client's transceiver and, for the BUNDLE tag, break the transport.
+        let direction = match want {
+            Some(_) if s.direction.sends() => Direction::RecvOnly,
+            _ => Direction::Inactive,
         };
+        let max_kbps = want.and_then(|w| w.max_kbps);
         let feedback = payload.feedback.and(ours(codec, local.extensions));
         let mut md = section_head(s.media, &s.mid, local, our_setup);
-        if let Some(kbps) = want.max_kbps {
+        if let Some(kbps) = max_kbps.filter(|_| direction == Direction::RecvOnly) {
             md.bandwidth.push(Bandwidth {
                 experimental: false,
                 bandwidth_type: "TIAS".into(),
@@ -131,14 +133,19 @@ pub fn answer_publish(
         if let Some(rtx) = rtx_pt {
             write_rtx(&mut md, rtx, payload.pt, payload.clock_rate);
         }
+        let receiving = direction == Direction::RecvOnly;
         let rids: Vec<String> = s.send_rids().map(str::to_string).collect();
-        if !rids.is_empty() {
+        if receiving && !rids.is_empty() {
             for r in &rids {
                 push(&mut md, "rid", format!("{r} recv"));
             }
             push(&mut md, "simulcast", format!("recv {}", rids.join(";")));
         }
         let (ssrc, rtx_ssrc) = s.media_ssrcs();
+        media.push(md);
+        if !receiving {
+            continue;
+        }
         accepted.push(Incoming {
             mid: s.mid.clone(),
             media: s.media,
@@ -150,7 +157,6 @@ pub fn answer_publish(
             rtx_ssrc,
             feedback,
         });
-        media.push(md);
     }
     let mut session = session_head(local);
     session.attributes.extend(answer_group(offer, &media));
@@ -366,9 +372,9 @@ pub struct SubscribeAnswer {
     pub remote_ice: IceCredentials,
     pub remote_fingerprint: Fingerprint,
     pub extensions: ExtensionIds,
-    /// Per offered track, in order: whether the subscriber accepted it, and the feedback it
-    /// agreed to.
-    pub tracks: Vec<(bool, Feedback)>,
+    /// Per offered track, in order: whether the subscriber accepted it, the feedback it agreed
+    /// to, and whether it takes retransmissions on our RTX payload type.
+    pub tracks: Vec<(bool, Feedback, bool)>,
 }
 
 /// Reads the subscriber's answer to [`subscribe_offer`]`(.., offered)`: the same sections in the
@@ -395,7 +401,7 @@ pub fn read_subscribe_answer(
             )));
         }
         if s.rejected {
-            tracks.push((false, Feedback::default()));
+            tracks.push((false, Feedback::default(), false));
             continue;
         }
         if s.setup != Setup::Passive {
@@ -425,9 +431,15 @@ pub fn read_subscribe_answer(
                 }
             }
         }
+        let rtx = ours.rtx_pt.is_some_and(|rtx| {
+            s.payloads
+                .iter()
+                .any(|p| p.pt == rtx && p.rtx_of() == Some(ours.pt))
+        });
         tracks.push((
             o.active && s.direction.receives(),
             payload.feedback.and(ours.feedback),
+            rtx,
         ));
     }
     Ok(SubscribeAnswer {

@@ -34,9 +34,19 @@ struct Down {
     layer: LayerPreference,
     /// Index of its section in [`SubState::sections`].
     section: usize,
+    /// Where NACKed packets are resent, once the subscriber accepted RTX.
+    rtx: Option<Rtx>,
     /// Part of an answered description: its section exists on both sides.
     negotiated: bool,
     in_router: bool,
+}
+
+/// A down-track's RTX stream (RFC 4588): its own SSRC, payload type and sequence numbers.
+#[derive(Debug, Clone, Copy)]
+struct Rtx {
+    ssrc: u32,
+    payload_type: u8,
+    sequence: u16,
 }
 
 /// Where the subscriber connection's negotiation stands.
@@ -84,11 +94,11 @@ impl SubState {
         }
     }
 
-    fn down(&self, id: DownTrackId) -> Option<&Down> {
+    fn down_mut(&mut self, id: DownTrackId) -> Option<&mut Down> {
         let (_, _, slot) = super::slab::Key::unpack(id.0);
         self.downs
-            .get(usize::from(slot))?
-            .as_ref()
+            .get_mut(usize::from(slot))?
+            .as_mut()
             .filter(|d| d.id == id)
     }
 }
@@ -281,6 +291,7 @@ impl Endpoint {
                 payload_type: super::codec::spec(*codec).pt,
                 layer: LayerPreference::High,
                 section,
+                rtx: None,
                 negotiated: false,
                 in_router: false,
             });
@@ -389,16 +400,25 @@ impl Endpoint {
         else {
             return Err(MediaError::NoPeer);
         };
-        for (i, (o, (accepted, _))) in offered.iter().zip(&read.tracks).enumerate() {
+        for (i, (o, (accepted, _, rtx))) in offered.iter().zip(&read.tracks).enumerate() {
             if let Some(s) = sb.sections.get_mut(i) {
                 s.free = !o.active && !s.out.active;
             }
             if !accepted {
                 continue;
             }
+            let rtx = match (rtx, o.rtx_ssrc, super::codec::spec(o.codec).rtx_pt) {
+                (true, Some(ssrc), Some(payload_type)) => Some(Rtx {
+                    ssrc,
+                    payload_type,
+                    sequence: rand::random(),
+                }),
+                _ => None,
+            };
             for d in sb.downs.iter_mut().flatten() {
                 if d.section == i && in_flight.contains(&d.id) {
                     d.negotiated = true;
+                    d.rtx = rtx;
                 }
             }
         }
@@ -594,6 +614,14 @@ impl Endpoint {
                     payload_type: p.pt,
                     layer: LayerPreference::High,
                     section: slot,
+                    rtx: match (p.rtx_pt, t.rtx_ssrc) {
+                        (Some(payload_type), Some(ssrc)) => Some(Rtx {
+                            ssrc,
+                            payload_type,
+                            sequence: rand::random(),
+                        }),
+                        _ => None,
+                    },
                     negotiated: true,
                     in_router: false,
                 }));
@@ -615,6 +643,7 @@ impl Endpoint {
         subscriber: ParticipantId,
         down_track: DownTrackId,
         packet: &RtpPacket,
+        retransmission: bool,
     ) {
         let Some((_, peer)) = self.peers.get_packed_mut(down_track.0) else {
             return;
@@ -625,29 +654,53 @@ impl Endpoint {
         let Some(to) = peer.conn.remote() else {
             return;
         };
-        let Role::Subscriber(sb) = &peer.role else {
+        let Role::Subscriber(sb) = &mut peer.role else {
             return;
         };
-        let Some(down) = sb.down(down_track) else {
+        let Some(down) = sb.down_mut(down_track) else {
             return;
         };
         let kind = down.kind;
-        let header = OutHeader {
-            marker: packet.marker,
-            payload_type: packet.payload_type,
-            sequence: packet.sequence,
-            timestamp: packet.timestamp,
-            ssrc: packet.ssrc,
-            transport_seq: None,
+        // A resend goes out on the RTX stream with the original sequence number in front of the
+        // payload: never a second packet under the same SSRC and sequence number.
+        let (header, osn) = if retransmission {
+            let Some(rtx) = down.rtx.as_mut() else {
+                self.counters.dropped_retransmissions += 1;
+                return;
+            };
+            rtx.sequence = rtx.sequence.wrapping_add(1);
+            let header = OutHeader {
+                marker: packet.marker,
+                payload_type: rtx.payload_type,
+                sequence: rtx.sequence,
+                timestamp: packet.timestamp,
+                ssrc: rtx.ssrc,
+                transport_seq: None,
+            };
+            (header, Some(packet.sequence.to_be_bytes()))
+        } else {
+            let header = OutHeader {
+                marker: packet.marker,
+                payload_type: packet.payload_type,
+                sequence: packet.sequence,
+                timestamp: packet.timestamp,
+                ssrc: packet.ssrc,
+                transport_seq: None,
+            };
+            (header, None)
         };
-        let hlen = header.size();
-        let len = hlen + packet.payload.len();
+        let mut at = header.size();
+        let len = at + osn.map_or(0, |o| o.len()) + packet.payload.len();
         if len + 32 > SLOT_BYTES {
             return;
         }
         let slot = self.tx.next_slot();
         header.write(&mut slot[..]);
-        slot[hlen..len].copy_from_slice(&packet.payload);
+        if let Some(osn) = osn {
+            slot[at..at + 2].copy_from_slice(&osn);
+            at += 2;
+        }
+        slot[at..len].copy_from_slice(&packet.payload);
         match peer.conn.protect_rtp(&mut slot[..], len) {
             Ok(n) => {
                 self.tx.commit(to, n);

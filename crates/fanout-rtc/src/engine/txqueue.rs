@@ -63,6 +63,12 @@ impl TxQueue {
         self.queued.is_empty()
     }
 
+    /// Queued datagram `i` (which must be below [`TxQueue::len`]).
+    pub fn get(&self, i: usize) -> (SocketAddr, &[u8]) {
+        let (to, len) = self.queued[i];
+        (to, &self.slots[i][..len])
+    }
+
     /// The queued datagrams, in order.
     pub fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         self.queued

@@ -161,7 +161,8 @@ pub fn vp8_codec() -> RTCRtpCodec {
     }
 }
 
-/// Opus (111) and VP8 (96) only, as a browser restricted to those would offer them.
+/// Opus (111) and VP8 (96) with its RTX (97) only, as a browser restricted to those would offer
+/// them.
 fn media_engine() -> MediaEngine {
     let mut m = MediaEngine::default();
     m.register_codec(
@@ -180,6 +181,21 @@ fn media_engine() -> MediaEngine {
         RtpCodecKind::Video,
     )
     .expect("register vp8");
+    // RTX for VP8, as every browser offers it: Fanout resends NACKed packets on RTX only.
+    m.register_codec(
+        RTCRtpCodecParameters {
+            rtp_codec: RTCRtpCodec {
+                mime_type: "video/rtx".into(),
+                clock_rate: 90000,
+                channels: 0,
+                sdp_fmtp_line: format!("apt={PT_VP8}"),
+                rtcp_feedback: vec![],
+            },
+            payload_type: PT_VP8 + 1,
+        },
+        RtpCodecKind::Video,
+    )
+    .expect("register rtx");
     m
 }
 
@@ -328,14 +344,32 @@ impl PeerConnectionEventHandler for Handler {
             while let Some(ev) = rt.track.poll().await {
                 match ev {
                     TrackRemoteEvent::OnRtpPacket(p) => {
+                        // A retransmission on the RTX stream (RFC 4588), as a browser reads
+                        // it: the original sequence number, then the original payload.
+                        let rtx_of = RTX_PAYLOAD_TYPES
+                            .iter()
+                            .find(|(rtx, _)| *rtx == p.header.payload_type)
+                            .map(|(_, apt)| *apt);
+                        let (seq, payload_type, payload) = match rtx_of {
+                            Some(apt) if p.payload.len() >= 2 => (
+                                u16::from_be_bytes([p.payload[0], p.payload[1]]),
+                                apt,
+                                p.payload.slice(2..),
+                            ),
+                            _ => (
+                                p.header.sequence_number,
+                                p.header.payload_type,
+                                p.payload.clone(),
+                            ),
+                        };
                         rt.packets.lock().unwrap().push(RecvPacket {
                             at: Instant::now(),
-                            seq: p.header.sequence_number,
+                            seq,
                             timestamp: p.header.timestamp,
                             marker: p.header.marker,
-                            payload_type: p.header.payload_type,
+                            payload_type,
                             ssrc: p.header.ssrc,
-                            payload: p.payload.clone(),
+                            payload,
                         });
                         rt.got_packet.notify_waiters();
                     }
@@ -346,6 +380,10 @@ impl PeerConnectionEventHandler for Handler {
         });
     }
 }
+
+/// Fanout's RTX payload types and the payload types they repair (its codec table: VP8, VP9,
+/// H.264).
+const RTX_PAYLOAD_TYPES: [(u8, u8); 3] = [(97, 96), (99, 98), (103, 102)];
 
 /// One RTP packet a client received.
 #[derive(Debug, Clone)]
