@@ -5,7 +5,8 @@
 #   tests/browser/run.sh                 # all tests
 #   tests/browser/run.sh demo.test.mjs   # some files (names relative to tests/browser/)
 #
-# Environment: CHROMIUM (default /usr/bin/chromium), FANOUT_BIN (default target/debug/fanout),
+# Environment: CHROMIUM (default /usr/bin/chromium), FANOUT_BIN (default: debug/fanout in cargo's
+# target directory, wherever CARGO_TARGET_DIR puts it),
 # FANOUT_LOG (the server's RUST_LOG, default info; logs land in target/browser-logs/),
 # FANOUT_TEST_WAIT_MS (bound of each wait, default 25000), SKIP_BUILD=1, SKIP_NPM=1.
 # Failure evidence (screenshots, page consoles, server log tails): target/browser-failures/.
@@ -25,6 +26,13 @@ fi
 
 if [ "${SKIP_BUILD:-}" != 1 ] && [ -z "${FANOUT_BIN:-}" ]; then
   (cd "$root" && cargo build -p fanout-server)
+fi
+
+# The binary lives in cargo's target directory, which CARGO_TARGET_DIR or a config may move.
+if [ -z "${FANOUT_BIN:-}" ]; then
+  target_dir="$(cd "$root" && cargo metadata --format-version 1 --no-deps \
+    | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')"
+  export FANOUT_BIN="$target_dir/debug/fanout"
 fi
 
 rm -rf "$root/target/browser-failures"
