@@ -40,6 +40,10 @@ pub struct WorkerStats {
     pub send_calls: AtomicU64,
     /// Datagrams the kernel refused to send.
     pub send_errors: AtomicU64,
+    /// Datagrams the transport refused (unknown sender, failed authentication, malformed).
+    pub dropped_datagrams: AtomicU64,
+    /// NACKed packets not resent because the subscriber negotiated no RTX.
+    pub dropped_retransmissions: AtomicU64,
 }
 
 /// The worker's own running totals (single-threaded, published with `publish`).
@@ -90,6 +94,10 @@ impl WorkerStats {
         self.busy_ns.store(local.busy_ns, Ordering::Relaxed);
         self.send_calls.store(local.send_calls, Ordering::Relaxed);
         self.send_errors.store(local.send_errors, Ordering::Relaxed);
+        self.dropped_datagrams
+            .store(local.dropped_datagrams, Ordering::Relaxed);
+        self.dropped_retransmissions
+            .store(local.dropped_retransmissions, Ordering::Relaxed);
     }
 }
 

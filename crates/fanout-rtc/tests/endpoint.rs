@@ -5,7 +5,7 @@
 mod common;
 
 use common::browser::Net;
-use fanout_forward::{LayerPreference, MediaKind, ParticipantId, RoomId};
+use fanout_forward::{MediaKind, ParticipantId, RoomId};
 use fanout_rtc::api::{MediaError, MediaEvent, RoleLimits, Side, SrtpPolicy, StreamRef};
 use fanout_rtc::engine::rtp::Header;
 use std::time::Duration;
@@ -306,7 +306,6 @@ fn removing_a_publisher_ends_its_streams_and_renegotiates_its_subscribers() {
         1,
         "only the subscriber's connection is left"
     );
-    let _ = LayerPreference::High;
 }
 
 #[test]

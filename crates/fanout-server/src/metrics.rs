@@ -29,6 +29,7 @@ pub struct Metrics {
     worker_busy: CounterVec,
     worker_send_calls: IntCounterVec,
     worker_send_errors: IntCounterVec,
+    worker_dropped: IntCounterVec,
     /// Signalling requests by op and result code (0 = ok).
     pub requests: IntCounterVec,
     /// Seconds from WebSocket open to a successful `enter_room`.
@@ -112,6 +113,12 @@ impl Metrics {
                 "fanout_worker_send_errors_total",
                 "Datagrams the kernel refused to send, per media worker",
                 &["worker"],
+            ),
+            worker_dropped: counter(
+                r,
+                "fanout_worker_dropped_total",
+                "Per media worker: datagrams the transport refused (reason=datagram: unknown sender, failed authentication, malformed) and NACKed packets not resent for lack of RTX (reason=retransmission)",
+                &["worker", "reason"],
             ),
             worker_busy: {
                 let c = CounterVec::new(
@@ -202,6 +209,16 @@ impl Metrics {
                 &self.worker_send_errors,
                 &[&worker],
                 w.send_errors.load(Ordering::Relaxed),
+            );
+            mirror(
+                &self.worker_dropped,
+                &[&worker, "datagram"],
+                w.dropped_datagrams.load(Ordering::Relaxed),
+            );
+            mirror(
+                &self.worker_dropped,
+                &[&worker, "retransmission"],
+                w.dropped_retransmissions.load(Ordering::Relaxed),
             );
             let busy = self.worker_busy.with_label_values(&[&worker]);
             let total = w.busy_ns.load(Ordering::Relaxed) as f64 / 1e9;

@@ -80,6 +80,7 @@ async fn metrics_endpoint_exposes_the_server_state() {
         "fanout_worker_busy_seconds_total",
         "fanout_worker_send_calls_total",
         "fanout_worker_send_errors_total",
+        "fanout_worker_dropped_total",
         "fanout_join_seconds",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",

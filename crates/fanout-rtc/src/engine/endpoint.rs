@@ -203,7 +203,8 @@ impl Endpoint {
     /// Handles one datagram, in place in `buf`. Errors concern the datagram alone; they are
     /// counted, never logged per packet.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, buf: &mut [u8]) {
-        let key = if crate::demux::is_stun_request(buf) {
+        let stun = crate::demux::is_stun_request(buf);
+        let key = if stun {
             match crate::demux::stun_local_ufrag(buf).and_then(|u| self.by_ufrag.get(u)) {
                 Some(k) => *k,
                 None => {
@@ -224,7 +225,8 @@ impl Endpoint {
             return;
         };
         let received = peer.conn.handle_datagram(now, from, buf);
-        if peer.conn.ice().is_validated(from) && !self.by_addr.contains_key(&from) {
+        // Only a check validates an address, so media datagrams cost the one lookup above.
+        if stun && peer.conn.ice().is_validated(from) {
             self.by_addr.insert(from, key);
         }
         match received {
@@ -310,7 +312,7 @@ impl Endpoint {
             .map(|(id, _)| *id)
             .collect();
         for room in rooms {
-            self.router_input(now, room, Input::Timeout(now));
+            self.router_input(room, Input::Timeout(now));
         }
         self.expire_detached(now);
     }
@@ -322,15 +324,15 @@ impl Endpoint {
 
     // ------------------------------------------------------------------ the router
 
-    pub(super) fn router_input(&mut self, now: Instant, room: RoomId, input: Input) {
+    pub(super) fn router_input(&mut self, room: RoomId, input: Input) {
         let router = self.routers.entry(room).or_default();
         router.handle_input(input);
         while let Some(out) = self.routers.get_mut(&room).and_then(Router::poll_output) {
-            self.handle_output(now, room, out);
+            self.handle_output(room, out);
         }
     }
 
-    fn handle_output(&mut self, now: Instant, room: RoomId, out: Output) {
+    fn handle_output(&mut self, room: RoomId, out: Output) {
         match out {
             Output::Rtp {
                 subscriber,
@@ -389,7 +391,6 @@ impl Endpoint {
             } => self.send_remb(publisher, bitrate_bps),
             Output::Event(event) => self.router_event(room, event),
         }
-        let _ = now;
     }
 
     fn router_event(&mut self, room: RoomId, event: fanout_forward::Event) {
@@ -435,7 +436,6 @@ impl Endpoint {
 
     pub(super) fn remove_publication(&mut self, now: Instant, room: RoomId, id: PublicationId) {
         self.router_input(
-            now,
             room,
             Input::Command {
                 now,
@@ -573,10 +573,6 @@ impl Endpoint {
         };
         key.and_then(|k| self.peers.get(k))
             .is_some_and(|peer| peer.conn.is_connected())
-    }
-
-    pub(super) fn no_peer() -> MediaError {
-        MediaError::NoPeer
     }
 }
 

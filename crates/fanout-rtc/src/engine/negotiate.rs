@@ -104,17 +104,9 @@ pub fn answer_publish(
                 bandwidth: u64::from(kbps) * 1000,
             });
         }
-        for e in &s.extmaps {
-            let Some(ext) = e.extension() else { continue };
-            if !local.extensions.allows(ext) || !ext.applies_to(s.media == MediaType::Audio) {
-                continue;
-            }
-            // BUNDLE shares one id space; a second id for the same extension is ignored.
-            if extensions.get(ext).is_none_or(|id| id == e.id) {
-                extensions.set(ext, e.id);
-                push(&mut md, "extmap", format!("{} {}", e.id, e.uri));
-            }
-        }
+        answer_extmaps(&mut md, s, &mut extensions, |ext| {
+            local.extensions.allows(ext)
+        });
         md.attributes.push(flag(direction.as_str()));
         md.attributes.push(flag("rtcp-mux"));
         if s.rtcp_rsize {
@@ -296,19 +288,12 @@ pub fn answer_receive(
             .and_then(|_| s.payloads.iter().find(|r| r.rtx_of() == Some(payload.pt)))
             .map(|r| r.pt);
         let mut md = section_head(s.media, &s.mid, local, our_setup);
-        for e in &s.extmaps {
-            let Some(ext) = e.extension() else { continue };
-            let useful = matches!(ext, Extension::Mid | Extension::AudioLevel)
-                || local.extensions.allows(ext)
-                    && !matches!(ext, Extension::Rid | Extension::RepairedRid);
-            if useful
-                && ext.applies_to(s.media == MediaType::Audio)
-                && extensions.get(ext).is_none_or(|id| id == e.id)
-            {
-                extensions.set(ext, e.id);
-                push(&mut md, "extmap", format!("{} {}", e.id, e.uri));
-            }
-        }
+        // A player needs mid and audio level; simulcast ids mean nothing on what we send.
+        answer_extmaps(&mut md, s, &mut extensions, |ext| {
+            !matches!(ext, Extension::Rid | Extension::RepairedRid)
+                && (matches!(ext, Extension::Mid | Extension::AudioLevel)
+                    || local.extensions.allows(ext))
+        });
         md.attributes.push(flag("sendonly"));
         push(&mut md, "msid", format!("{} {}", t.stream_id, t.track_id));
         md.attributes.push(flag("rtcp-mux"));
@@ -476,6 +461,26 @@ fn answer_group(offer: &Description, media: &[MediaDescription]) -> Option<Attri
         .collect();
     (!offer.bundle.is_empty() && !mids.is_empty())
         .then(|| value("group", format!("BUNDLE {}", mids.join(" "))))
+}
+
+/// The offered extmaps of section `s` that are `wanted` and apply to its media, under the
+/// offer's ids; BUNDLE shares one id space, so a second id for an extension is ignored.
+fn answer_extmaps(
+    md: &mut MediaDescription,
+    s: &Section,
+    ids: &mut ExtensionIds,
+    wanted: impl Fn(Extension) -> bool,
+) {
+    for e in &s.extmaps {
+        let Some(ext) = e.extension() else { continue };
+        if !wanted(ext) || !ext.applies_to(s.media == MediaType::Audio) {
+            continue;
+        }
+        if ids.get(ext).is_none_or(|id| id == e.id) {
+            ids.set(ext, e.id);
+            push(md, "extmap", format!("{} {}", e.id, e.uri));
+        }
+    }
 }
 
 fn write_rtx(md: &mut MediaDescription, rtx: u8, apt: u8, clock_rate: u32) {

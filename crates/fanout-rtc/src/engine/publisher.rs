@@ -113,7 +113,7 @@ impl Endpoint {
         match existing {
             Some(key) => {
                 let Some(peer) = self.peers.get_mut(key) else {
-                    return Err(Endpoint::no_peer());
+                    return Err(MediaError::NoPeer);
                 };
                 if peer.conn.ice().remote_ufrag() != Some(answer.remote_ice.ufrag.as_str()) {
                     return Err(MediaError::Negotiation(
@@ -225,7 +225,7 @@ impl Endpoint {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
-        let (id, room) = (peer.participant, peer.room);
+        let room = peer.room;
         let Role::Publisher(pb) = &mut peer.role else {
             return;
         };
@@ -276,9 +276,7 @@ impl Endpoint {
             audio_level,
             payload,
         };
-        let _ = id;
         self.router_input(
-            now,
             room,
             Input::Rtp {
                 now,
@@ -383,7 +381,6 @@ impl Endpoint {
         );
         if is_new {
             self.router_input(
-                now,
                 room,
                 Input::Command {
                     now,
@@ -451,7 +448,7 @@ impl Endpoint {
             }
         }
         for feedback in reports.into_iter().flatten() {
-            self.router_input(now, room, Input::Feedback { now, feedback });
+            self.router_input(room, Input::Feedback { now, feedback });
         }
     }
 

@@ -299,7 +299,6 @@ impl Endpoint {
         }
         for id in removed {
             self.router_input(
-                now,
                 room,
                 Input::Command {
                     now,
@@ -428,7 +427,7 @@ impl Endpoint {
             Vec::new()
         };
         for command in adds {
-            self.router_input(now, room, Input::Command { now, command });
+            self.router_input(room, Input::Command { now, command });
         }
         self.drain_conn(now, key);
         if again {
@@ -450,7 +449,7 @@ impl Endpoint {
         sb.connected = true;
         let adds = pending_down_tracks(id, sb);
         for command in adds {
-            self.router_input(now, room, Input::Command { now, command });
+            self.router_input(room, Input::Command { now, command });
         }
     }
 
@@ -464,7 +463,6 @@ impl Endpoint {
         };
         for d in sb.downs.into_iter().flatten().filter(|d| d.in_router) {
             self.router_input(
-                now,
                 peer.room,
                 Input::Command {
                     now,
@@ -505,7 +503,6 @@ impl Endpoint {
         if d.in_router {
             let down_track = d.id;
             self.router_input(
-                now,
                 room,
                 Input::Command {
                     now,
@@ -784,7 +781,7 @@ impl Endpoint {
                                     down_track,
                                     sequences,
                                 };
-                                self.router_input(now, room, Input::Feedback { now, feedback });
+                                self.router_input(room, Input::Feedback { now, feedback });
                             }
                             &mut nack.insert((down_track, Vec::with_capacity(17))).1
                         }
@@ -800,7 +797,7 @@ impl Endpoint {
                 _ => None,
             };
             if let Some(feedback) = feedback {
-                self.router_input(now, room, Input::Feedback { now, feedback });
+                self.router_input(room, Input::Feedback { now, feedback });
             }
         }
         if let Some((down_track, sequences)) = nack {
@@ -808,7 +805,7 @@ impl Endpoint {
                 down_track,
                 sequences,
             };
-            self.router_input(now, room, Input::Feedback { now, feedback });
+            self.router_input(room, Input::Feedback { now, feedback });
         }
     }
 }

@@ -32,9 +32,6 @@ impl TxQueue {
         let n = self.queued.len();
         if n == self.slots.len() {
             self.slots.push([0u8; SLOT_BYTES]);
-            if self.queued.capacity() == n {
-                self.queued.reserve(n.max(16));
-            }
         }
         &mut self.slots[n]
     }
