@@ -352,11 +352,11 @@ fn a_subscriber_answer_that_does_not_fit_the_offer_is_refused() {
     let cases: Vec<(String, Expect)> = vec![
         (
             good.replace("a=setup:passive", "a=setup:active"),
-            |e| matches!(e, SdpError::BadSetup(_, s) if s == "active"),
+            |e| matches!(e, SdpError::AnswerSetup(_, s) if s == "active"),
         ),
         (
             good.replace("a=setup:passive", "a=setup:actpass"),
-            |e| matches!(e, SdpError::BadSetup(_, s) if s == "actpass"),
+            |e| matches!(e, SdpError::AnswerSetup(_, s) if s == "actpass"),
         ),
         (
             good.replace("a=rtpmap:102 H264/90000", "a=rtpmap:102 VP8/90000"),

@@ -161,6 +161,9 @@ pub struct Dtls {
     profiles: Vec<Profile>,
     started: bool,
     connected: bool,
+    /// As server: handshake message_seq of every ClientHello received (see
+    /// [`repeated_client_hello`]).
+    hellos: Vec<u16>,
 }
 
 impl std::fmt::Debug for Dtls {
@@ -223,6 +226,7 @@ impl Dtls {
             profiles: profiles.to_vec(),
             started: false,
             connected: false,
+            hellos: Vec::new(),
         })
     }
 
@@ -252,6 +256,12 @@ impl Dtls {
             return Err(DtlsError::Handshake(
                 "a record before our ClientHello".into(),
             ));
+        }
+        if self.role == DtlsRole::Server
+            && !self.connected
+            && repeated_client_hello(&mut self.hellos, datagram)
+        {
+            return Ok(DtlsOutput::None);
         }
         let events = match self
             .endpoint
@@ -333,4 +343,31 @@ impl Dtls {
         let _ = self.endpoint.stop(now, ASSOCIATION);
         self.connected = false;
     }
+}
+
+/// Whether `d` is a DTLS ClientHello with a cookie (handshake message_seq >= 1) that was received
+/// before: the client retransmitting its flight 3 because our flight 4 was lost.
+///
+/// Works around rtc-dtls 0.21.1 as DTLS server: a retransmitted ClientHello arriving while it
+/// waits for flight 5 cancels its retransmission timer without resending flight 4 (RFC 6347
+/// §4.2.4 wants it resent), and each later repeat does the same, so one lost flight 4 strands
+/// the handshake for good. Not passing repeats on lets its own timer resend flight 4. The
+/// HelloVerifyRequest exchange (message_seq 0) is stateless and needs the repeats, so those pass.
+pub fn repeated_client_hello(seen: &mut Vec<u16>, d: &[u8]) -> bool {
+    // Record header: type 22 (handshake), version, epoch (0), sequence number, length; then the
+    // handshake header: msg_type 1 (ClientHello), length (3), message_seq (2).
+    if d.len() < 19 || d[0] != 22 || d[3] != 0 || d[4] != 0 || d[13] != 1 {
+        return false;
+    }
+    let message_seq = u16::from_be_bytes([d[17], d[18]]);
+    if message_seq == 0 {
+        return false;
+    }
+    if seen.contains(&message_seq) {
+        return true;
+    }
+    if seen.len() < 8 {
+        seen.push(message_seq);
+    }
+    false
 }

@@ -94,6 +94,9 @@ pub struct IceLite {
     pairs: Vec<Pair>,
     state: IceState,
     consent_timeout: Duration,
+    /// We are the controlling agent (a client's connection, see `super::client`): a controlled
+    /// peer's checks are answered, not refused with a role conflict, and nominate nothing.
+    controlling: bool,
 }
 
 impl IceLite {
@@ -106,7 +109,15 @@ impl IceLite {
             pairs: Vec::new(),
             state: IceState::New,
             consent_timeout: CONSENT_TIMEOUT,
+            controlling: false,
         }
+    }
+
+    /// The answering half of a controlling agent: checks from a controlled full agent (Janus's
+    /// libnice) are answered and validate their address; USE-CANDIDATE is not theirs to send.
+    pub fn controlling(mut self) -> IceLite {
+        self.controlling = true;
+        self
     }
 
     /// Overrides [`CONSENT_TIMEOUT`] (tests, or an operator's shorter disconnect detection).
@@ -195,7 +206,8 @@ impl IceLite {
                 });
             }
         }
-        if m.contains(ATTR_ICE_CONTROLLED) && !m.contains(ATTR_ICE_CONTROLLING) {
+        if !self.controlling && m.contains(ATTR_ICE_CONTROLLED) && !m.contains(ATTR_ICE_CONTROLLING)
+        {
             let data = self.response(&m, from, Some(CODE_ROLE_CONFLICT))?;
             return Ok(StunReply::Send { to: from, data });
         }
@@ -212,7 +224,7 @@ impl IceLite {
         if self.remote_ufrag.is_none() {
             self.remote_ufrag = Some(theirs.to_string());
         }
-        if m.contains(ATTR_USE_CANDIDATE) {
+        if m.contains(ATTR_USE_CANDIDATE) && !self.controlling {
             self.state = IceState::Connected { selected: from };
         } else if matches!(self.state, IceState::New | IceState::Disconnected) {
             self.state = IceState::Checking;

@@ -5,6 +5,7 @@
 //! The server's media path runs on it (`crate::driver`); each piece has its own tests:
 //! - [`srtp`]: SRTP/SRTCP in place (AES-128-GCM, AES-CM-HMAC-SHA1-80), no allocation per packet.
 //! - [`replay`]: the replay window both use.
+//! - [`client`]: the client's side (controlling ICE, DTLS, SRTP), for `fanout-load` and tests.
 //! - [`conn`]: one connection: RFC 7983 demux, ICE then DTLS then SRTP, as a state enum.
 //! - [`dtls`]: DTLS-SRTP on rtc-dtls's endpoint: certificate, fingerprint check, SRTP keys.
 //! - [`ice`]: ICE-lite: answering and verifying Binding requests, nomination, consent.
@@ -17,6 +18,7 @@
 //!   (publishing connections in `publisher`, subscribing ones in `subscriber`); datagrams
 //!   out through [`txqueue`].
 
+pub mod client;
 pub mod codec;
 pub mod conn;
 pub mod dtls;

@@ -394,7 +394,7 @@ pub fn read_subscribe_answer(
                 Setup::Active => "active",
                 _ => "actpass",
             };
-            return Err(SdpError::BadSetup(s.mid.clone(), setup.into()));
+            return Err(SdpError::AnswerSetup(s.mid.clone(), setup.into()));
         }
         let ours = codec::spec(o.codec);
         let Some(payload) = s.payloads.iter().find(|p| p.pt == ours.pt) else {

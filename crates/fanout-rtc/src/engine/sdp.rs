@@ -48,6 +48,10 @@ pub enum SdpError {
     BadFingerprint(String, String),
     #[error("section {0} has a=setup:{1}; expected active, passive or actpass")]
     BadSetup(String, String),
+    #[error(
+        "section {0} answers a=setup:{1}; the offer said active, so the answer must be passive"
+    )]
+    AnswerSetup(String, String),
     #[error("section {0}: bad {1} attribute {2:?}")]
     BadAttribute(String, &'static str, String),
     #[error("section {0} is not RTP over DTLS (m= proto {1:?})")]
