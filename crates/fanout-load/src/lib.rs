@@ -1,6 +1,6 @@
 //! fanout-load: a load generator for Fanout. Simulated publishers and subscribers speak the
-//! documented signalling protocol over WebSocket and real ICE/DTLS/SRTP over UDP (webrtc-rs's
-//! sans-I/O `rtc`, many peer connections per event-loop thread), and every received packet is
+//! documented signalling protocol over WebSocket and real ICE/DTLS/SRTP over UDP (Fanout's
+//! own sans-I/O client connection, many per event-loop thread), and every received packet is
 //! checked: loss, duplicates, reordering, jitter, one-way latency and join time.
 
 pub mod cli;
@@ -10,6 +10,7 @@ pub mod media;
 pub mod payload;
 pub mod recv;
 pub mod run;
+pub mod sdp;
 pub mod signal;
 pub mod stats;
 

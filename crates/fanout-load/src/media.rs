@@ -1,4 +1,5 @@
-//! Media threads: each owns many simulated peer connections (webrtc-rs's sans-I/O `rtc`) and drives
+//! Media threads: each owns many simulated peer connections (Fanout's own sans-I/O client
+//! connection, `fanout_rtc::engine::client`: controlling ICE, DTLS, SRTP in place) and drives
 //! them from one `mio` event loop, as the server's media worker does. Every peer connection has its
 //! own UDP socket, because the server tells its peers apart by their address (STUN requests by
 //! USERNAME, everything else by source address); a thread waits on all of its sockets at once.
@@ -14,32 +15,17 @@
 use crate::clock::{mono_ns, thread_cpu_ns, thread_wait_ns};
 use crate::payload::{self, FrameSpec, Kind, Stamp};
 use crate::recv::Batch;
+use crate::sdp::{self, Local, PublishSpec, Server};
 use crate::stats::{Arrival, Histogram, StreamRx};
-use bytes::Bytes;
+use fanout_rtc::engine::client::{ClientConfig, ClientConnection};
+use fanout_rtc::engine::conn::{Event, Received};
+use fanout_rtc::engine::dtls::Identity;
+use fanout_rtc::engine::rtcp::{self as rtcp_in, Item};
+use fanout_rtc::engine::rtp::Header;
+use fanout_rtc::engine::sdp::Description;
+use fanout_rtc::engine::srtp::Profile;
 use mio::{Events, Interest, Poll, Token, Waker};
-use rtc::interceptor::Registry;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::{
-    configure_nack, configure_rtcp_reports,
-};
-use rtc::peer_connection::configuration::media_engine::{
-    MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8,
-};
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::event::{RTCPeerConnectionEvent, RTCTrackEvent};
-use rtc::peer_connection::message::RTCMessage;
-use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
-    RTCRtpEncodingParameters, RTCRtpHeaderExtensionCapability, RtpCodecKind,
-};
-use rtc::rtp_transceiver::{RTCRtpReceiverId, RTCRtpSenderId};
-use rtc::sansio::Protocol;
-use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -50,16 +36,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-pub const PT_OPUS: u8 = 111;
-pub const PT_VP8: u8 = 96;
-const MID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
-const RID_URI: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
+pub use crate::sdp::{PT_OPUS, PT_VP8};
 const WAKER: Token = Token(usize::MAX);
 const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
 /// How often peer connections' timers are checked.
 const SWEEP: Duration = Duration::from_millis(5);
-/// How often a connected peer's next timeout is recomputed.
-const TIMEOUT_REFRESH: Duration = Duration::from_millis(10);
+/// How often a publisher sends a sender report per stream (browsers: about once a second).
+const SR_INTERVAL: Duration = Duration::from_secs(1);
+/// Room for the SRTP tag after a packet in a send buffer.
+const SEND_BUF: usize = 1500 + 64;
 /// How often local counters are published to [`Live`].
 const FLUSH: Duration = Duration::from_millis(100);
 
@@ -114,52 +99,11 @@ pub struct Live {
     /// Time media threads were runnable but waited for a CPU, nanoseconds.
     pub media_wait_ns: AtomicU64,
     pub receiver_reports: AtomicU64,
-    /// Retransmitted ClientHellos kept from rtc (see [`repeated_client_hello`]).
-    pub hello_repeats: AtomicU64,
+    /// Datagrams our connections refused (not from the server, failed authentication, before
+    /// the keys): a sign of a confused server or a broken handshake.
+    pub refused: AtomicU64,
     /// The server's media addresses (host candidates of its SDPs).
     pub server_addrs: std::sync::Mutex<std::collections::HashSet<SocketAddr>>,
-}
-
-/// Whether `d` is a DTLS ClientHello (with a cookie: handshake message_seq >= 1) that was
-/// received before, i.e. the server retransmitting its flight 3 because our flight 4 was lost.
-///
-/// Works around rtc-dtls 0.21.1 as DTLS server: a retransmitted ClientHello arriving while it
-/// waits for flight 5 cancels its retransmission timer without resending flight 4 (RFC 6347
-/// 4.2.4 wants it resent), and the server's next ClientHello does the same, so the handshake
-/// never completes. The server's retransmission arrives before ours is due (both wait 1 s, and
-/// ours started later), so one lost flight 4 (e.g. the server's socket buffer overflowing) would
-/// strand the connection for good. Not passing repeats on lets our timer resend flight 4, as a
-/// browser's DTLS stack would. The HelloVerifyRequest exchange (message_seq 0) is stateless and
-/// needs the repeats, so those pass.
-pub fn repeated_client_hello(seen: &mut Vec<u16>, d: &[u8]) -> bool {
-    // Record header: type 22 (handshake), version, epoch (0), sequence number, length; then the
-    // handshake header: msg_type 1 (ClientHello), length (3), message_seq (2).
-    if d.len() < 19 || d[0] != 22 || d[3] != 0 || d[4] != 0 || d[13] != 1 {
-        return false;
-    }
-    let message_seq = u16::from_be_bytes([d[17], d[18]]);
-    if message_seq == 0 {
-        return false;
-    }
-    if seen.contains(&message_seq) {
-        return true;
-    }
-    seen.push(message_seq);
-    false
-}
-
-/// The UDP host candidates of an SDP.
-pub fn sdp_candidates(sdp: &str) -> Vec<SocketAddr> {
-    sdp.lines()
-        .filter_map(|l| l.trim_end().strip_prefix("a=candidate:"))
-        .filter_map(|c| {
-            let f: Vec<&str> = c.split_whitespace().collect();
-            if f.len() < 6 || !f[2].eq_ignore_ascii_case("udp") {
-                return None;
-            }
-            Some(SocketAddr::new(f[4].parse().ok()?, f[5].parse().ok()?))
-        })
-        .collect()
 }
 
 /// A media section the server's offer carries.
@@ -281,7 +225,10 @@ impl MediaHandle {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("load-media-{n}"))
-            .spawn(move || Thread::new(poll, rx, config, live).run())?;
+            .spawn(move || match Identity::generate() {
+                Ok(identity) => Thread::new(poll, rx, config, live, identity).run(),
+                Err(e) => eprintln!("fanout-load: cannot make a certificate: {e}"),
+            })?;
         Ok(MediaHandle {
             tx,
             waker,
@@ -311,134 +258,8 @@ impl Drop for MediaHandle {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Peer connections
+// Small helpers
 
-fn fb(typ: &str, parameter: &str) -> RTCPFeedback {
-    RTCPFeedback {
-        typ: typ.into(),
-        parameter: parameter.into(),
-    }
-}
-
-fn opus_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.into(),
-        clock_rate: 48000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
-        rtcp_feedback: vec![],
-    }
-}
-
-fn vp8_codec() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_VP8.into(),
-        clock_rate: 90000,
-        channels: 0,
-        sdp_fmtp_line: String::new(),
-        rtcp_feedback: vec![
-            fb("goog-remb", ""),
-            fb("ccm", "fir"),
-            fb("nack", ""),
-            fb("nack", "pli"),
-        ],
-    }
-}
-
-fn build_pc(publisher: bool, simulcast: bool) -> Result<RTCPeerConnection, String> {
-    let err = |e: rtc::shared::error::Error| e.to_string();
-    let mut m = MediaEngine::default();
-    m.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: opus_codec(),
-            payload_type: PT_OPUS,
-        },
-        RtpCodecKind::Audio,
-    )
-    .map_err(err)?;
-    m.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: vp8_codec(),
-            payload_type: PT_VP8,
-        },
-        RtpCodecKind::Video,
-    )
-    .map_err(err)?;
-    // Subscribers run no interceptor at all: rtc's receiver-report interceptor costs about a
-    // third of the receive path, so subscribers send their own receiver reports
-    // ([`RtpRx`]). Publishers get sender reports (the server relays them) and NACK responses.
-    let mut registry = Registry::new();
-    if publisher {
-        registry = configure_rtcp_reports(registry);
-        // Retransmits on NACK as a browser does (nothing is lost on loopback, so it stays idle).
-        registry = configure_nack(registry, &mut m);
-        if simulcast {
-            for uri in [MID_URI, RID_URI] {
-                m.register_header_extension(
-                    RTCRtpHeaderExtensionCapability { uri: uri.into() },
-                    RtpCodecKind::Video,
-                    None,
-                )
-                .map_err(err)?;
-            }
-        }
-        // Keyframe requests must reach us: mark inbound RTCP for the application.
-        registry = registry.with(
-            rtc::interceptor::Slot::from(14_000usize),
-            fanout_rtc::peer::DeliverRtcp::default(),
-        );
-    }
-    RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(
-            SettingEngineBuilder::new()
-                // Connectivity checks every 50 ms as browsers pace them (rtc's default is 200 ms,
-                // which would add up to 400 ms to every join), for up to 2 s.
-                .with_ice_connection_attempts(Some(Duration::from_millis(50)), Some(40))
-                // rtc counts only STUN as a sign of life (not media): like the server, allow 15 s
-                // without a keepalive answer before "disconnected" and 30 s before "failed".
-                .with_ice_timeouts(
-                    Some(Duration::from_secs(15)),
-                    Some(Duration::from_secs(30)),
-                    Some(Duration::from_secs(2)),
-                )
-                .build(),
-        )
-        .with_media_engine(m)
-        .with_interceptor_registry(registry)
-        .build(Instant::now())
-        .map_err(err)
-}
-
-/// The host candidate of our socket, as the server builds its own.
-fn host_candidate(
-    addr: SocketAddr,
-) -> Result<rtc::peer_connection::transport::RTCIceCandidateInit, String> {
-    fanout_rtc::peer::host_candidate(addr).map_err(|e| e.to_string())
-}
-
-/// (mid, kind) of each media section of an SDP.
-pub fn sdp_mids(sdp: &str) -> Vec<(String, Kind)> {
-    let mut out = Vec::new();
-    let mut kind: Option<Kind> = None;
-    for line in sdp.lines().map(str::trim_end) {
-        if let Some(rest) = line.strip_prefix("m=") {
-            kind = match rest.split(' ').next() {
-                Some("audio") => Some(Kind::Audio),
-                Some("video") => Some(Kind::Video),
-                _ => None,
-            };
-        } else if let Some(mid) = line.strip_prefix("a=mid:") {
-            if let Some(k) = kind.take() {
-                out.push((mid.to_string(), k));
-            }
-        }
-    }
-    out
-}
-
-/// Small fast PRNG (xorshift64*).
-#[derive(Debug, Clone)]
 struct Rng(u64);
 
 impl Rng {
@@ -461,6 +282,52 @@ impl Rng {
     }
 }
 
+/// Writes an RTP header with one-byte header extensions (RFC 8285) at the start of `buf`;
+/// returns its length.
+fn write_header(
+    buf: &mut [u8],
+    pt: u8,
+    marker: bool,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    exts: &[(u8, &[u8])],
+) -> usize {
+    buf[0] = 0x80 | if exts.is_empty() { 0 } else { 0x10 };
+    buf[1] = (u8::from(marker) << 7) | (pt & 0x7f);
+    buf[2..4].copy_from_slice(&seq.to_be_bytes());
+    buf[4..8].copy_from_slice(&ts.to_be_bytes());
+    buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    if exts.is_empty() {
+        return 12;
+    }
+    let mut at = 16;
+    for (id, value) in exts {
+        let n = value.len().clamp(1, 16);
+        buf[at] = (id << 4) | (n as u8 - 1);
+        buf[at + 1..at + 1 + n].copy_from_slice(&value[..n]);
+        at += 1 + n;
+    }
+    while (at - 16) % 4 != 0 {
+        buf[at] = 0;
+        at += 1;
+    }
+    let words = ((at - 16) / 4) as u16;
+    buf[12..14].copy_from_slice(&[0xBE, 0xDE]);
+    buf[14..16].copy_from_slice(&words.to_be_bytes());
+    at
+}
+
+/// NTP time (RFC 3550 §4) of the wall clock, for sender reports.
+fn ntp_now() -> u64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() + 2_208_988_800;
+    let frac = (u64::from(d.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
 // ------------------------------------------------------------------------------------------------
 // Publishing state
 
@@ -473,6 +340,7 @@ struct TxStream {
     seq: u32,
     rtp_seq: u16,
     rtp_ts: u32,
+    octets: u32,
     kbps: u32,
     width: u16,
     height: u16,
@@ -485,13 +353,13 @@ struct TxStream {
 
 struct PubTx {
     index: u32,
-    audio: Option<(RTCRtpSenderId, TxStream)>,
-    video_sender: Option<RTCRtpSenderId>,
+    audio: Option<TxStream>,
     video: Vec<TxStream>,
-    /// (mid extension id, rid extension id, the video section's mid) when simulcast.
-    sim_ext: Option<(u8, u8, Bytes)>,
+    /// The video section's mid and the answer's mid and rid extension ids, when simulcast.
+    sim: Option<(u8, u8, String)>,
     next_audio: Instant,
     next_frame: Instant,
+    next_sr: Instant,
     started: bool,
     rng: Rng,
 }
@@ -588,8 +456,6 @@ struct SubRx {
     streams: Vec<StreamRx>,
     last: usize,
     rtp: Vec<RtpRx>,
-    /// A receiver of the connection (receiver reports are written through it).
-    receiver: Option<RTCRtpReceiverId>,
     rr_ssrc: u32,
     next_rr: Instant,
 }
@@ -607,26 +473,19 @@ impl SubRx {
     }
 
     /// A receiver report of every SSRC received, when one is due.
-    fn receiver_report(
-        &mut self,
-        now: Instant,
-    ) -> Option<(RTCRtpReceiverId, rtcp::receiver_report::ReceiverReport)> {
+    /// A receiver report of every SSRC received, when one is due.
+    fn receiver_report(&mut self, now: Instant) -> Option<rtcp::receiver_report::ReceiverReport> {
         if now < self.next_rr || self.rtp.is_empty() {
             return None;
         }
         self.next_rr = now + RR_INTERVAL;
-        let receiver = self.receiver?;
-        Some((
-            receiver,
-            rtcp::receiver_report::ReceiverReport {
-                ssrc: self.rr_ssrc,
-                reports: self.rtp.iter_mut().take(31).map(RtpRx::report).collect(),
-                profile_extensions: Bytes::new(),
-            },
-        ))
+        Some(rtcp::receiver_report::ReceiverReport {
+            ssrc: self.rr_ssrc,
+            reports: self.rtp.iter_mut().take(31).map(RtpRx::report).collect(),
+            profile_extensions: bytes::Bytes::new(),
+        })
     }
 
-    #[inline]
     fn stream(&mut self, publisher: u32, kind: Kind, layer: u8) -> &mut StreamRx {
         if let Some(s) = self.streams.get(self.last) {
             if s.publisher == publisher && s.kind == kind && s.layer == layer {
@@ -654,12 +513,21 @@ enum Side {
     Sub(Box<SubRx>),
 }
 
+/// The peer's connection: none until the server's description is known.
+enum Link {
+    /// Our offer is out (publishers); the answer has not come.
+    Offered,
+    Up(Box<ClientConnection>),
+}
+
 struct Peer {
     /// "<UserID>/pub" or "<UserID>/sub" (for traces).
     who: String,
     socket: mio::net::UdpSocket,
     local: SocketAddr,
-    pc: RTCPeerConnection,
+    /// Our ICE credentials and candidate, as our SDP says them.
+    sdp: Local,
+    link: Link,
     participant: u64,
     role: Role,
     ws_open: Instant,
@@ -671,11 +539,6 @@ struct Peer {
     ice_state: String,
     state: String,
     offers: u32,
-    /// DTLS handshake message sequence numbers of the ClientHellos received.
-    hellos: Vec<u16>,
-    /// When a connected peer's timeout is next recomputed (poll_timeout walks every layer; once
-    /// connected, its timers are coarse: RTCP reports, ICE keepalives).
-    timeout_refresh: Instant,
 }
 
 /// Thread-local counters per role.
@@ -705,6 +568,9 @@ struct Thread {
     rx: Receiver<Cmd>,
     config: Arc<MediaConfig>,
     live: Arc<Live>,
+    /// One certificate for every connection of the thread (the server checks each against the
+    /// fingerprint its SDP carried; generating one per connection would dominate join time).
+    identity: Identity,
     peers: Vec<Option<Peer>>,
     free: Vec<usize>,
     /// participant -> (publishing peer, subscribing peer).
@@ -714,21 +580,31 @@ struct Thread {
     is_dirty: Vec<bool>,
     agg: Agg,
     sending: bool,
+    /// Reused for every packet a publisher sends and every report.
+    send_buf: Vec<u8>,
     /// Sent streams of publishers that were removed.
     retired_tx: Vec<TxReport>,
     retired_rx: Vec<RxReport>,
     retired_ports: Vec<u16>,
     cpu_flushed: u64,
     wait_flushed: u64,
+    next_ufrag: u64,
 }
 
 impl Thread {
-    fn new(poll: Poll, rx: Receiver<Cmd>, config: Arc<MediaConfig>, live: Arc<Live>) -> Self {
+    fn new(
+        poll: Poll,
+        rx: Receiver<Cmd>,
+        config: Arc<MediaConfig>,
+        live: Arc<Live>,
+        identity: Identity,
+    ) -> Self {
         Thread {
             poll,
             rx,
             config,
             live,
+            identity,
             peers: Vec::new(),
             free: Vec::new(),
             by_participant: HashMap::new(),
@@ -737,11 +613,13 @@ impl Thread {
             is_dirty: Vec::new(),
             agg: Agg::default(),
             sending: true,
+            send_buf: vec![0; SEND_BUF],
             retired_tx: Vec::new(),
             retired_rx: Vec::new(),
             retired_ports: Vec::new(),
             cpu_flushed: 0,
             wait_flushed: thread_wait_ns(),
+            next_ufrag: mono_ns(),
         }
     }
 
@@ -858,8 +736,9 @@ impl Thread {
         let fd = peer.socket.as_raw_fd();
         let agg = &mut self.agg;
         let live = &self.live;
+        let mut control = false;
         loop {
-            let got = batch.recv(fd, |message, from| {
+            let got = batch.recv(fd, |buf, from| {
                 let now = Instant::now();
                 let recv_ns = mono_ns();
                 if !peer.connected {
@@ -867,47 +746,36 @@ impl Thread {
                         peer.ws_open,
                         peer.who,
                         "recv {} bytes, first byte {}",
-                        message.len(),
-                        message.first().copied().unwrap_or(0)
+                        buf.len(),
+                        buf.first().copied().unwrap_or(0)
                     );
                 }
-                if !peer.connected && repeated_client_hello(&mut peer.hellos, &message) {
-                    // See `repeated_client_hello`: let our own retransmission timer answer.
-                    live.hello_repeats.fetch_add(1, Ordering::Relaxed);
-                    crate::trace!(peer.ws_open, peer.who, "repeated ClientHello not passed on");
+                let Link::Up(conn) = &mut peer.link else {
+                    live.refused.fetch_add(1, Ordering::Relaxed);
                     return;
-                }
-                let r = peer.pc.handle_read(TaggedBytesMut {
-                    now,
-                    transport: TransportContext {
-                        local_addr: peer.local,
-                        peer_addr: from,
-                        ecn: None,
-                        transport_protocol: TransportProtocol::UDP,
-                    },
-                    message,
-                });
-                if !peer.connected {
-                    if let Err(e) = r {
-                        crate::trace!(peer.ws_open, peer.who, "datagram refused: {e}");
+                };
+                match conn.handle_datagram(now, from, buf) {
+                    Ok(Received::Rtp { len }) => on_rtp(peer, &buf[..len], recv_ns, agg),
+                    Ok(Received::Rtcp { len }) => on_rtcp(peer, &buf[..len]),
+                    Ok(Received::Control) => {
+                        control = true;
+                        // While connecting, every reply (STUN, DTLS) goes out at once and every
+                        // state change is seen before the next datagram.
+                        drain(peer, agg, live);
                     }
-                    // While connecting, every reply (STUN, DTLS) goes out at once and every
-                    // state change is seen before the next datagram.
-                    drain(peer, agg, live);
-                } else {
-                    while let Some(m) = peer.pc.poll_read() {
-                        on_message(peer, m.message, recv_ns, agg);
+                    Err(e) => {
+                        live.refused.fetch_add(1, Ordering::Relaxed);
+                        crate::trace!(peer.ws_open, peer.who, "datagram refused: {e}");
                     }
                 }
             });
             match got {
-                Ok(n) if n == crate::recv::BATCH => drain(peer, agg, live),
+                Ok(n) if n == crate::recv::BATCH => {}
                 _ => break,
             }
         }
-        if !self.is_dirty[i] {
-            self.is_dirty[i] = true;
-            self.dirty.push(i);
+        if control {
+            self.mark(i);
         }
     }
 
@@ -925,22 +793,48 @@ impl Thread {
             let Some(peer) = self.peers[i].as_mut() else {
                 continue;
             };
+            let Link::Up(conn) = &mut peer.link else {
+                continue;
+            };
             if peer.next_timeout.is_some_and(|t| t <= now) {
-                let _ = peer.pc.handle_timeout(now);
+                conn.handle_timeout(now);
                 peer.next_timeout = None;
                 self.mark(i);
             }
             let Some(peer) = self.peers[i].as_mut() else {
                 continue;
             };
-            if let Side::Sub(rx) = &mut peer.side {
-                if let Some((receiver, rr)) = rx.receiver_report(now) {
-                    if let Some(mut r) = peer.pc.rtp_receiver(receiver) {
-                        if r.write_rtcp(now, vec![Box::new(rr)]).is_ok() {
+            let Link::Up(conn) = &mut peer.link else {
+                continue;
+            };
+            if !conn.is_connected() {
+                continue;
+            }
+            match &mut peer.side {
+                Side::Sub(rx) => {
+                    if let Some(rr) = rx.receiver_report(now) {
+                        if send_rtcp(conn, &peer.socket, &[&rr], &mut self.send_buf) {
                             self.live.receiver_reports.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    self.mark(i);
+                }
+                Side::Pub(tx) => {
+                    if tx.started && now >= tx.next_sr {
+                        tx.next_sr = now + SR_INTERVAL;
+                        let ntp_time = ntp_now();
+                        for s in tx.audio.iter().chain(tx.video.iter()).filter(|s| s.seq > 0) {
+                            let sr = rtcp::sender_report::SenderReport {
+                                ssrc: s.ssrc,
+                                ntp_time,
+                                rtp_time: s.rtp_ts,
+                                packet_count: s.seq,
+                                octet_count: s.octets,
+                                reports: Vec::new(),
+                                profile_extensions: bytes::Bytes::new(),
+                            };
+                            send_rtcp(conn, &peer.socket, &[&sr], &mut self.send_buf);
+                        }
+                    }
                 }
             }
         }
@@ -958,16 +852,24 @@ impl Thread {
             let Side::Pub(tx) = &mut peer.side else {
                 continue;
             };
+            let Link::Up(conn) = &mut peer.link else {
+                continue;
+            };
             if !tx.started {
                 continue;
             }
-            let mut sent = false;
+            let mut out = Out {
+                conn,
+                socket: &peer.socket,
+                buf: &mut self.send_buf,
+                agg: &mut self.agg,
+            };
             // Audio every 20 ms (a stall longer than 200 ms skips ahead rather than bursting).
             if now.saturating_duration_since(tx.next_audio) > Duration::from_millis(200) {
                 tx.next_audio = now;
             }
             while tx.next_audio <= now {
-                if let Some((sender, s)) = tx.audio.as_mut() {
+                if let Some(s) = tx.audio.as_mut() {
                     let len = tx.rng.range(100, 160) as usize;
                     let stamp = Stamp {
                         kind: Kind::Audio,
@@ -977,11 +879,9 @@ impl Thread {
                         send_ns: mono_ns(),
                     };
                     let payload = payload::audio(&stamp, len);
-                    let pkt = rtp_packet(PT_OPUS, s, false, payload, None);
+                    out.rtp(PT_OPUS, s, false, &payload, &[]);
                     s.rtp_ts = s.rtp_ts.wrapping_add(960);
                     s.seq += 1;
-                    write_rtp(&mut peer.pc, *sender, pkt, now, &mut self.agg);
-                    sent = true;
                 }
                 tx.next_audio += AUDIO_INTERVAL;
             }
@@ -990,16 +890,10 @@ impl Thread {
                 tx.next_frame = now;
             }
             while tx.next_frame <= now {
-                if let Some(sender) = tx.video_sender {
-                    for layer in 0..tx.video.len() {
-                        send_frame(&mut peer.pc, sender, tx, layer, &config, now, &mut self.agg);
-                    }
-                    sent = true;
+                for layer in 0..tx.video.len() {
+                    send_frame(&mut out, tx, layer, &config, now);
                 }
                 tx.next_frame += frame_interval;
-            }
-            if sent {
-                self.mark(i);
             }
         }
     }
@@ -1072,6 +966,18 @@ impl Thread {
         Ok((socket, local))
     }
 
+    /// Fresh ICE credentials and our candidate.
+    fn local(&mut self, candidate: SocketAddr) -> Local {
+        self.next_ufrag = self.next_ufrag.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut r = Rng::new(self.next_ufrag);
+        Local {
+            ufrag: format!("{:08x}", r.next() as u32),
+            pwd: format!("{:016x}{:016x}", r.next(), r.next()),
+            fingerprint: self.identity.fingerprint(),
+            candidate,
+        }
+    }
+
     fn new_publisher(
         &mut self,
         participant: u64,
@@ -1082,7 +988,6 @@ impl Thread {
     ) -> Result<PubOffer, String> {
         let cfg = self.config.clone();
         let (socket, local) = self.bind()?;
-        let mut pc = build_pc(true, cfg.simulcast)?;
         let mut rng = Rng::new(mono_ns() ^ (u64::from(index) << 32) ^ participant);
         let mut stream = |kind: Kind, layer: u8, rid: &str, kbps: u32, w: u16, h: u16| TxStream {
             kind,
@@ -1092,6 +997,7 @@ impl Thread {
             seq: 0,
             rtp_seq: rng.next() as u16,
             rtp_ts: rng.next() as u32,
+            octets: 0,
             kbps,
             width: w,
             height: h,
@@ -1135,73 +1041,38 @@ impl Thread {
                 cfg.height,
             )]
         };
-        let err = |e: rtc::shared::error::Error| e.to_string();
-        let audio_sender = pc
-            .add_track(MediaStreamTrack::new(
-                user.to_string(),
-                format!("{user}-audio"),
-                format!("{user}-audio"),
-                RtpCodecKind::Audio,
-                vec![RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        ssrc: Some(audio.ssrc),
-                        ..Default::default()
-                    },
-                    codec: opus_codec(),
-                    ..Default::default()
-                }],
-            ))
-            .map_err(err)?;
-        let video_sender = if video.is_empty() {
-            None
-        } else {
-            let encodings = video
-                .iter()
-                .map(|s| RTCRtpEncodingParameters {
-                    rtp_coding_parameters: RTCRtpCodingParameters {
-                        rid: s.rid.clone(),
-                        ssrc: Some(s.ssrc),
-                        ..Default::default()
-                    },
-                    codec: vp8_codec(),
-                    ..Default::default()
-                })
-                .collect();
-            Some(
-                pc.add_track(MediaStreamTrack::new(
-                    user.to_string(),
-                    format!("{user}-video"),
-                    format!("{user}-video"),
-                    RtpCodecKind::Video,
-                    encodings,
-                ))
-                .map_err(err)?,
-            )
-        };
-        pc.add_local_candidate(host_candidate(local)?)
-            .map_err(err)?;
-        let offer = pc.create_offer(None).map_err(err)?;
-        pc.set_local_description(Instant::now(), offer.clone())
-            .map_err(err)?;
+        let local_sdp = self.local(local);
+        let encodings: Vec<(String, u32)> = video.iter().map(|s| (s.rid.clone(), s.ssrc)).collect();
+        let offer = sdp::publish_offer(
+            &local_sdp,
+            &PublishSpec {
+                user,
+                audio_ssrc: audio.ssrc,
+                video: &encodings,
+            },
+        );
+        let tracks = Description::parse(&offer)
+            .map(|d| sdp::mids(&d))
+            .map_err(|e| format!("our own offer does not parse: {e}"))?;
         let now = Instant::now();
         let phase = Duration::from_micros(rng.range(0, 20_000));
         let tx = PubTx {
             index,
-            audio: Some((audio_sender, audio)),
-            video_sender,
+            audio: Some(audio),
             video,
-            sim_ext: None,
+            sim: None,
             next_audio: now + phase,
             next_frame: now + phase,
+            next_sr: now + SR_INTERVAL,
             started: false,
             rng,
         };
-        let tracks = sdp_mids(&offer.sdp);
         let peer = Peer {
             who: format!("{user}/pub"),
             socket,
             local,
-            pc,
+            sdp: local_sdp,
+            link: Link::Offered,
             participant,
             role,
             ws_open,
@@ -1213,68 +1084,76 @@ impl Thread {
             ice_state: "new".into(),
             state: "new".into(),
             offers: 0,
-            timeout_refresh: Instant::now(),
-            hellos: Vec::new(),
         };
         let i = self.add_peer(peer).map_err(|e| e.to_string())?;
         self.by_participant.entry(participant).or_default().0 = Some(i);
         self.publishers.push(i);
-        Ok(PubOffer {
-            sdp: offer.sdp,
-            tracks,
-        })
+        Ok(PubOffer { sdp: offer, tracks })
     }
 
-    fn note_server(&self, sdp: &str) {
+    fn note_server(&self, server: &Server) {
         if let Ok(mut a) = self.live.server_addrs.lock() {
-            a.extend(sdp_candidates(sdp));
+            a.extend(server.candidates.iter().copied());
         }
     }
 
-    fn publisher_answer(&mut self, participant: u64, sdp: String) -> Result<(), String> {
+    /// A connection to the server its description names.
+    fn connect(&self, local: &Local, server: &Server) -> Result<Box<ClientConnection>, String> {
+        let conn = ClientConnection::new(
+            Instant::now(),
+            ClientConfig {
+                local_ufrag: local.ufrag.clone(),
+                local_pwd: local.pwd.clone(),
+                remote_ufrag: server.ufrag.clone(),
+                remote_pwd: server.pwd.clone(),
+                remote_fingerprint: server.fingerprint,
+                remote: server.candidate,
+                dtls_role: server.dtls_role,
+                profiles: vec![Profile::AeadAes128Gcm, Profile::Aes128CmHmacSha1_80],
+                tie_breaker: mono_ns(),
+            },
+            &self.identity,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Box::new(conn))
+    }
+
+    fn publisher_answer(&mut self, participant: u64, answer: String) -> Result<(), String> {
         let i = self
             .by_participant
             .get(&participant)
             .and_then(|p| p.0)
             .ok_or("no publishing connection")?;
-        self.note_server(&sdp);
+        let d = Description::parse(&answer).map_err(|e| format!("the answer: {e}"))?;
+        let server = sdp::read_server(&answer, &d, self.config.local_ip)?;
+        self.note_server(&server);
+        let peer = self.peers[i].as_ref().ok_or("no publishing connection")?;
+        let conn = self.connect(&peer.sdp, &server)?;
         let peer = self.peers[i].as_mut().ok_or("no publishing connection")?;
-        let desc = RTCSessionDescription::answer(sdp).map_err(|e| e.to_string())?;
-        peer.pc
-            .set_remote_description(Instant::now(), desc)
-            .map_err(|e| e.to_string())?;
         // Simulcast: the packets must carry mid and rid header extensions (negotiated ids).
         if let Side::Pub(tx) = &mut peer.side {
             if tx.video.len() > 1 {
-                if let Some(sender) = tx.video_sender {
-                    let mid = fanout_rtc::peer::mid_of_sender(&mut peer.pc, sender);
-                    let exts = peer.pc.rtp_sender(sender).map(|mut s| {
-                        s.get_parameters()
-                            .rtp_parameters
-                            .header_extensions
-                            .iter()
-                            .map(|e| (e.uri.clone(), e.id as u8))
-                            .collect::<Vec<_>>()
-                    });
-                    let find = |uri: &str| {
-                        exts.as_ref()
-                            .and_then(|v| v.iter().find(|(u, _)| u == uri).map(|(_, id)| *id))
-                    };
-                    match (find(MID_URI), find(RID_URI), mid) {
-                        (Some(m), Some(r), Some(mid)) => {
-                            tx.sim_ext = Some((m, r, Bytes::from(mid.into_bytes())))
-                        }
-                        _ => {
-                            return Err(
-                                "the answer did not accept the mid and rid header extensions \
-                                 simulcast needs"
-                                    .into(),
-                            )
-                        }
+                let video = d
+                    .sections
+                    .iter()
+                    .find(|s| s.mid == "1" && !s.rejected)
+                    .ok_or("the answer rejected the video section")?;
+                use fanout_rtc::engine::codec::Extension;
+                match (
+                    video.extmap_id(Extension::Mid),
+                    video.extmap_id(Extension::Rid),
+                ) {
+                    (Some(m), Some(r)) => tx.sim = Some((m, r, video.mid.clone())),
+                    _ => {
+                        return Err("the answer did not accept the mid and rid header \
+                                    extensions simulcast needs"
+                            .into())
                     }
                 }
             }
         }
+        peer.link = Link::Up(conn);
+        peer.ice_state = "checking".into();
         self.mark(i);
         Ok(())
     }
@@ -1285,22 +1164,25 @@ impl Thread {
         user: String,
         role: Role,
         ws_open: Instant,
-        sdp: String,
+        offer: String,
         tracks: Vec<OfferTrack>,
     ) -> Result<String, String> {
+        let d = Description::parse(&offer).map_err(|e| format!("the offer: {e}"))?;
+        let server = sdp::read_server(&offer, &d, self.config.local_ip)?;
+        self.note_server(&server);
         let existing = self.by_participant.get(&participant).and_then(|p| p.1);
         let i = match existing {
             Some(i) => i,
             None => {
                 let (socket, local) = self.bind()?;
-                let mut pc = build_pc(false, false)?;
-                pc.add_local_candidate(host_candidate(local)?)
-                    .map_err(|e| e.to_string())?;
+                let local_sdp = self.local(local);
+                let conn = self.connect(&local_sdp, &server)?;
                 let peer = Peer {
                     who: format!("{user}/sub"),
                     socket,
                     local,
-                    pc,
+                    sdp: local_sdp,
+                    link: Link::Up(conn),
                     participant,
                     role,
                     ws_open,
@@ -1310,7 +1192,6 @@ impl Thread {
                         streams: Vec::new(),
                         last: 0,
                         rtp: Vec::new(),
-                        receiver: None,
                         rr_ssrc: mono_ns() as u32 | 1,
                         next_rr: Instant::now() + Duration::from_micros(mono_ns() % 1_000_000),
                     })),
@@ -1318,11 +1199,9 @@ impl Thread {
                     connected: false,
                     got_media: false,
                     failed: false,
-                    ice_state: "new".into(),
+                    ice_state: "checking".into(),
                     state: "new".into(),
                     offers: 0,
-                    timeout_refresh: Instant::now(),
-                    hellos: Vec::new(),
                 };
                 let i = self.add_peer(peer).map_err(|e| e.to_string())?;
                 self.by_participant.entry(participant).or_default().1 = Some(i);
@@ -1345,20 +1224,19 @@ impl Thread {
                     )
                 })
                 .collect();
+            // Who each SSRC belongs to, from the offer's a=ssrc lines.
+            rx.owners.clear();
+            for s in &d.sections {
+                if let (Some(ssrc), _) = s.media_ssrcs() {
+                    if let Some(&(publisher, kind)) = rx.mids.get(&s.mid) {
+                        rx.owners.push((ssrc, publisher, kind));
+                    }
+                }
+            }
         }
-        let now = Instant::now();
-        let err = |e: rtc::shared::error::Error| e.to_string();
-        if let Ok(mut a) = self.live.server_addrs.lock() {
-            a.extend(sdp_candidates(&sdp));
-        }
-        let desc = RTCSessionDescription::offer(sdp).map_err(err)?;
-        peer.pc.set_remote_description(now, desc).map_err(err)?;
-        let answer = peer.pc.create_answer(None).map_err(err)?;
-        peer.pc
-            .set_local_description(now, answer.clone())
-            .map_err(err)?;
+        let answer = sdp::subscribe_answer(&peer.sdp, &d);
         self.mark(i);
-        Ok(answer.sdp)
+        Ok(answer)
     }
 
     fn remove(&mut self, participant: u64) {
@@ -1367,10 +1245,7 @@ impl Thread {
         };
         for i in [a, b].into_iter().flatten() {
             if let Some(mut peer) = self.peers[i].take() {
-                let _ = peer.pc.close();
-                while let Some(out) = peer.pc.poll_write() {
-                    let _ = peer.socket.send_to(&out.message, out.transport.peer_addr);
-                }
+                close(&mut peer);
                 let _ = self.poll.registry().deregister(&mut peer.socket);
                 self.retired_ports.push(peer.local.port());
                 collect(&peer, &mut self.retired_tx, &mut self.retired_rx);
@@ -1415,19 +1290,26 @@ impl Thread {
 
     fn close_all(&mut self) {
         for peer in self.peers.iter_mut().flatten() {
-            let _ = peer.pc.close();
-            while let Some(out) = peer.pc.poll_write() {
-                let _ = peer.socket.send_to(&out.message, out.transport.peer_addr);
-            }
+            close(peer);
         }
         self.flush_live();
+    }
+}
+
+/// Sends close_notify.
+fn close(peer: &mut Peer) {
+    if let Link::Up(conn) = &mut peer.link {
+        conn.close(Instant::now());
+        while let Some(t) = conn.poll_transmit() {
+            let _ = peer.socket.send_to(&t.data, t.to);
+        }
     }
 }
 
 fn collect(peer: &Peer, tx: &mut Vec<TxReport>, rx: &mut Vec<RxReport>) {
     match &peer.side {
         Side::Pub(p) => {
-            for s in p.audio.iter().map(|(_, s)| s).chain(p.video.iter()) {
+            for s in p.audio.iter().chain(p.video.iter()) {
                 tx.push(TxReport {
                     participant: peer.participant,
                     publisher: p.index,
@@ -1451,63 +1333,63 @@ fn collect(peer: &Peer, tx: &mut Vec<TxReport>, rx: &mut Vec<RxReport>) {
     }
 }
 
-fn rtp_packet(
-    pt: u8,
-    s: &mut TxStream,
-    marker: bool,
-    payload: Vec<u8>,
-    sim_ext: Option<&(u8, u8, Bytes)>,
-) -> rtc::rtp::Packet {
-    let mut header = rtc::rtp::header::Header {
-        version: 2,
-        marker,
-        payload_type: pt,
-        sequence_number: s.rtp_seq,
-        timestamp: s.rtp_ts,
-        ssrc: s.ssrc,
-        ..Default::default()
-    };
-    if let Some((mid_id, rid_id, mid)) = sim_ext {
-        header.extension = true;
-        header.extension_profile = rtc::rtp::header::EXTENSION_PROFILE_ONE_BYTE;
-        let _ = header.set_extension(*mid_id, mid.clone());
-        let _ = header.set_extension(*rid_id, Bytes::from(s.rid.clone().into_bytes()));
-    }
-    s.rtp_seq = s.rtp_seq.wrapping_add(1);
-    rtc::rtp::Packet {
-        header,
-        payload: Bytes::from(payload),
+/// A publisher's way out: its connection, socket and the thread's send buffer.
+struct Out<'a> {
+    conn: &'a mut ClientConnection,
+    socket: &'a mio::net::UdpSocket,
+    buf: &'a mut Vec<u8>,
+    agg: &'a mut Agg,
+}
+
+impl Out<'_> {
+    /// Writes, seals and sends one RTP packet of stream `s`.
+    fn rtp(
+        &mut self,
+        pt: u8,
+        s: &mut TxStream,
+        marker: bool,
+        payload: &[u8],
+        exts: &[(u8, &[u8])],
+    ) {
+        let h = write_header(self.buf, pt, marker, s.rtp_seq, s.rtp_ts, s.ssrc, exts);
+        s.rtp_seq = s.rtp_seq.wrapping_add(1);
+        s.octets = s.octets.wrapping_add(payload.len() as u32);
+        let len = h + payload.len();
+        if len + 16 > self.buf.len() {
+            self.agg.send_errors += 1;
+            return;
+        }
+        self.buf[h..len].copy_from_slice(payload);
+        let sent = self
+            .conn
+            .protect_rtp(self.buf, len)
+            .ok()
+            .and_then(|n| self.socket.send_to(&self.buf[..n], self.conn.remote()).ok());
+        match sent {
+            Some(_) => self.agg.packets_out += 1,
+            None => self.agg.send_errors += 1,
+        }
     }
 }
 
-fn write_rtp(
-    pc: &mut RTCPeerConnection,
-    sender: RTCRtpSenderId,
-    pkt: rtc::rtp::Packet,
-    now: Instant,
-    agg: &mut Agg,
-) {
-    let ok = pc
-        .rtp_sender(sender)
-        .map(|mut s| s.write_rtp(now, pkt).is_ok())
-        .unwrap_or(false);
-    if ok {
-        agg.packets_out += 1;
-    } else {
-        agg.send_errors += 1;
+/// Marshals, seals and sends one compound RTCP packet; whether it went out.
+fn send_rtcp(
+    conn: &mut ClientConnection,
+    socket: &mio::net::UdpSocket,
+    packets: &[&dyn rtcp::Packet],
+    buf: &mut [u8],
+) -> bool {
+    let Some(n) = rtcp_in::write(packets, &mut buf[..SEND_BUF - 64]) else {
+        return false;
+    };
+    match conn.protect_rtcp(buf, n) {
+        Ok(m) => socket.send_to(&buf[..m], conn.remote()).is_ok(),
+        Err(_) => false,
     }
 }
 
 /// Sends one frame of video layer `layer`.
-fn send_frame(
-    pc: &mut RTCPeerConnection,
-    sender: RTCRtpSenderId,
-    tx: &mut PubTx,
-    layer: usize,
-    cfg: &MediaConfig,
-    now: Instant,
-    agg: &mut Agg,
-) {
+fn send_frame(out: &mut Out<'_>, tx: &mut PubTx, layer: usize, cfg: &MediaConfig, now: Instant) {
     let fps = f64::from(cfg.fps.max(1));
     let s = &mut tx.video[layer];
     let periodic = s
@@ -1538,6 +1420,7 @@ fn send_frame(
     }
     let chunks = payload::frame_chunks(&spec);
     let last = chunks.len() - 1;
+    let rid = s.rid.clone();
     for (k, chunk) in chunks.into_iter().enumerate() {
         let stamp = Stamp {
             kind: Kind::Video,
@@ -1547,188 +1430,173 @@ fn send_frame(
             send_ns: mono_ns(),
         };
         let p = payload::vp8_packet(&spec, k, chunk, &stamp);
-        let pkt = rtp_packet(PT_VP8, s, k == last, p, tx.sim_ext.as_ref());
+        match &tx.sim {
+            Some((mid_id, rid_id, mid)) => out.rtp(
+                PT_VP8,
+                s,
+                k == last,
+                &p,
+                &[(*mid_id, mid.as_bytes()), (*rid_id, rid.as_bytes())],
+            ),
+            None => out.rtp(PT_VP8, s, k == last, &p, &[]),
+        }
         s.seq += 1;
-        write_rtp(pc, sender, pkt, now, agg);
     }
     s.picture_id = (s.picture_id + 1) & 0x7fff;
     s.rtp_ts = s.rtp_ts.wrapping_add((90_000.0 / fps) as u32);
 }
 
-/// Sends what the peer connection has queued and handles its events and messages.
+/// Sends what the connection has queued and handles its events.
 fn drain(peer: &mut Peer, agg: &mut Agg, live: &Live) {
     loop {
-        let mut any = false;
-        while let Some(out) = peer.pc.poll_write() {
-            any = true;
+        let Link::Up(conn) = &mut peer.link else {
+            return;
+        };
+        while let Some(t) = conn.poll_transmit() {
             if !peer.connected {
                 crate::trace!(
                     peer.ws_open,
                     peer.who,
                     "send {} bytes, first byte {}",
-                    out.message.len(),
-                    out.message[0]
+                    t.data.len(),
+                    t.data.first().copied().unwrap_or(0)
                 );
             }
-            if peer
-                .socket
-                .send_to(&out.message, out.transport.peer_addr)
-                .is_err()
-            {
+            if peer.socket.send_to(&t.data, t.to).is_err() {
                 agg.send_errors += 1;
             }
         }
-        while let Some(ev) = peer.pc.poll_event() {
-            any = true;
-            on_event(peer, ev, agg, live);
-        }
-        let recv_ns = mono_ns();
-        while let Some(m) = peer.pc.poll_read() {
-            any = true;
-            on_message(peer, m.message, recv_ns, agg);
-        }
-        if !any {
-            break;
-        }
-    }
-    let now = Instant::now();
-    if !peer.connected || peer.next_timeout.is_none() || now >= peer.timeout_refresh {
-        peer.next_timeout = peer.pc.poll_timeout();
-        peer.timeout_refresh = now + TIMEOUT_REFRESH;
+        peer.next_timeout = conn.poll_timeout();
+        let Some(ev) = conn.poll_event() else {
+            return;
+        };
+        on_event(peer, ev, agg, live);
     }
 }
 
-fn on_event(peer: &mut Peer, ev: RTCPeerConnectionEvent, agg: &mut Agg, live: &Live) {
+fn on_event(peer: &mut Peer, ev: Event, agg: &mut Agg, live: &Live) {
+    let what = if matches!(peer.side, Side::Pub(_)) {
+        "publishing"
+    } else {
+        "subscribing"
+    };
     match ev {
-        RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => {
-            peer.state = state.to_string();
-            crate::trace!(
-                peer.ws_open,
-                peer.who,
-                "{} connection {state}",
-                if matches!(peer.side, Side::Pub(_)) {
-                    "publishing"
-                } else {
-                    "subscribing"
-                }
-            );
-            match state {
-                RTCPeerConnectionState::Connected if !peer.connected => {
-                    peer.connected = true;
-                    if let Side::Pub(tx) = &mut peer.side {
-                        tx.started = true;
-                        let now = Instant::now();
-                        tx.next_audio = tx.next_audio.max(now);
-                        tx.next_frame = tx.next_frame.max(now);
-                        live.pubs_connected.fetch_add(1, Ordering::Relaxed);
-                        let r = peer.role.index();
-                        agg.join_us[r].record(peer.ws_open.elapsed().as_micros() as u64);
-                    }
-                }
-                RTCPeerConnectionState::Failed if !peer.failed => {
-                    peer.failed = true;
-                    agg.pc_failed += 1;
-                    live.pc_failed.fetch_add(1, Ordering::Relaxed);
-                    if let Side::Pub(tx) = &mut peer.side {
-                        tx.started = false;
-                    }
-                }
-                _ => {}
-            }
+        Event::Selected(addr) => {
+            peer.ice_state = "connected".into();
+            crate::trace!(peer.ws_open, peer.who, "ICE connected to {addr}");
         }
-        RTCPeerConnectionEvent::OnIceConnectionStateChangeEvent(state) => {
-            peer.ice_state = state.to_string();
-            crate::trace!(peer.ws_open, peer.who, "ICE {state}");
-        }
-        RTCPeerConnectionEvent::OnTrack(RTCTrackEvent::OnOpen(init)) => {
-            if let Side::Sub(rx) = &mut peer.side {
-                rx.receiver.get_or_insert(init.receiver_id);
-                let owner = fanout_rtc::peer::mid_of_receiver(&mut peer.pc, init.receiver_id)
-                    .and_then(|mid| rx.mids.get(&mid).copied());
-                if let Some((publisher, kind)) = owner {
-                    rx.owners.retain(|o| o.0 != init.ssrc);
-                    rx.owners.push((init.ssrc, publisher, kind));
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-#[inline]
-fn on_message(peer: &mut Peer, msg: RTCMessage, recv_ns: u64, agg: &mut Agg) {
-    match (&mut peer.side, msg) {
-        (Side::Sub(rx), RTCMessage::RtpPacket(_, pkt)) => {
-            let r = peer.role.index();
-            agg.packets_in[r] += 1;
-            agg.bytes_in += pkt.payload.len() as u64;
-            let parsed = match payload::parse(&pkt.payload) {
-                Ok(p) => p,
-                Err(_) => {
-                    agg.bad[r] += 1;
-                    return;
-                }
-            };
-            let st = parsed.stamp;
-            let ssrc = pkt.header.ssrc;
-            let clock = match st.kind {
-                Kind::Audio => 48_000,
-                Kind::Video => 90_000,
-            };
-            rx.rtp(ssrc, pkt.header.sequence_number, clock).on_packet(
-                pkt.header.sequence_number,
-                pkt.header.timestamp,
-                recv_ns,
-            );
-            if let Some(o) = rx.owners.iter().find(|o| o.0 == ssrc) {
-                if o.1.is_some_and(|p| p != st.publisher) || o.2.is_some_and(|k| k != st.kind) {
-                    agg.misrouted[r] += 1;
-                }
-            }
-            let s = rx.stream(st.publisher, st.kind, st.layer);
-            let first = s.unique == 0;
-            match s.arrive(st.seq, &mut agg.gaps) {
-                Arrival::Duplicate => {}
-                _ => {
-                    s.transit(st.send_ns, recv_ns);
-                    agg.latency_us[r].record(recv_ns.saturating_sub(st.send_ns) / 1000);
-                }
-            }
-            if first && st.kind == Kind::Video {
-                s.first_keyframe = Some(parsed.keyframe);
-            }
-            if !peer.got_media {
-                peer.got_media = true;
-                crate::trace!(
-                    peer.ws_open,
-                    peer.who,
-                    "first media packet ({})",
-                    st.kind.name()
-                );
-                agg.first_media[r] += 1;
-                if peer.role == Role::Subscriber {
+        Event::Connected { profile } => {
+            peer.state = "connected".into();
+            crate::trace!(peer.ws_open, peer.who, "{what} connection up ({profile:?})");
+            if !peer.connected {
+                peer.connected = true;
+                if let Side::Pub(tx) = &mut peer.side {
+                    tx.started = true;
+                    let now = Instant::now();
+                    tx.next_audio = tx.next_audio.max(now);
+                    tx.next_frame = tx.next_frame.max(now);
+                    live.pubs_connected.fetch_add(1, Ordering::Relaxed);
+                    let r = peer.role.index();
                     agg.join_us[r].record(peer.ws_open.elapsed().as_micros() as u64);
                 }
             }
         }
-        (Side::Pub(tx), RTCMessage::RtcpPacket(_, packets)) => {
-            for p in &packets {
-                let any = p.as_any();
-                let mut want = |ssrc: u32| {
-                    for s in tx.video.iter_mut().filter(|s| s.ssrc == ssrc) {
-                        s.keyframe_wanted = true;
-                        s.keyframe_requests += 1;
-                    }
+        Event::Closed { reason } => {
+            crate::trace!(peer.ws_open, peer.who, "{what} connection closed: {reason}");
+            if !peer.failed && !reason.contains("locally") {
+                peer.failed = true;
+                peer.state = "failed".into();
+                peer.ice_state = if reason.contains("ICE") {
+                    "failed".into()
+                } else {
+                    peer.ice_state.clone()
                 };
-                if let Some(pli) = any.downcast_ref::<rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication>() {
-                    want(pli.media_ssrc);
-                } else if let Some(fir) = any.downcast_ref::<rtcp::payload_feedbacks::full_intra_request::FullIntraRequest>() {
-                    for e in &fir.fir {
-                        want(e.ssrc);
-                    }
-                }
+                agg.pc_failed += 1;
+                live.pc_failed.fetch_add(1, Ordering::Relaxed);
+            } else {
+                peer.state = "closed".into();
+            }
+            if let Side::Pub(tx) = &mut peer.side {
+                tx.started = false;
             }
         }
-        _ => {}
+    }
+}
+
+/// One decrypted RTP packet at a subscriber: checked, counted, timed.
+#[inline]
+fn on_rtp(peer: &mut Peer, packet: &[u8], recv_ns: u64, agg: &mut Agg) {
+    let Side::Sub(rx) = &mut peer.side else {
+        return;
+    };
+    let r = peer.role.index();
+    let Ok(h) = Header::parse(packet) else {
+        agg.bad[r] += 1;
+        return;
+    };
+    let payload = &packet[h.payload_start..h.payload_end];
+    agg.packets_in[r] += 1;
+    agg.bytes_in += payload.len() as u64;
+    let parsed = match payload::parse(payload) {
+        Ok(p) => p,
+        Err(_) => {
+            agg.bad[r] += 1;
+            return;
+        }
+    };
+    let st = parsed.stamp;
+    let clock = match st.kind {
+        Kind::Audio => 48_000,
+        Kind::Video => 90_000,
+    };
+    rx.rtp(h.ssrc, h.sequence, clock)
+        .on_packet(h.sequence, h.timestamp, recv_ns);
+    if let Some(o) = rx.owners.iter().find(|o| o.0 == h.ssrc) {
+        if o.1.is_some_and(|p| p != st.publisher) || o.2.is_some_and(|k| k != st.kind) {
+            agg.misrouted[r] += 1;
+        }
+    }
+    let s = rx.stream(st.publisher, st.kind, st.layer);
+    let first = s.unique == 0;
+    match s.arrive(st.seq, &mut agg.gaps) {
+        Arrival::Duplicate => {}
+        _ => {
+            s.transit(st.send_ns, recv_ns);
+            agg.latency_us[r].record(recv_ns.saturating_sub(st.send_ns) / 1000);
+        }
+    }
+    if first && st.kind == Kind::Video {
+        s.first_keyframe = Some(parsed.keyframe);
+    }
+    if !peer.got_media {
+        peer.got_media = true;
+        crate::trace!(
+            peer.ws_open,
+            peer.who,
+            "first media packet ({})",
+            st.kind.name()
+        );
+        agg.first_media[r] += 1;
+        if peer.role == Role::Subscriber {
+            agg.join_us[r].record(peer.ws_open.elapsed().as_micros() as u64);
+        }
+    }
+}
+
+/// One decrypted RTCP packet at a publisher: keyframe requests.
+fn on_rtcp(peer: &mut Peer, packet: &[u8]) {
+    let Side::Pub(tx) = &mut peer.side else {
+        return;
+    };
+    for item in rtcp_in::items(packet) {
+        let ssrc = match item {
+            Ok(Item::Pli { media_ssrc }) | Ok(Item::Fir { media_ssrc }) => media_ssrc,
+            Ok(_) => continue,
+            Err(_) => break,
+        };
+        for s in tx.video.iter_mut().filter(|s| s.ssrc == ssrc) {
+            s.keyframe_wanted = true;
+            s.keyframe_requests += 1;
+        }
     }
 }

@@ -1,9 +1,8 @@
 //! Batched UDP receive: one `recvmmsg(MSG_DONTWAIT)` takes every datagram queued on a socket (up
-//! to [`BATCH`]) straight into buffers that are then handed to `rtc` without another copy. With
+//! to [`BATCH`]) straight into reused buffers, decrypted there in place. With
 //! one socket per peer connection most wake-ups find one or two datagrams, so this halves the
 //! system calls of a `recv_from` loop (which needs a final call that fails with EWOULDBLOCK).
 
-use bytes::BytesMut;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
@@ -14,7 +13,7 @@ pub const BATCH: usize = 16;
 const DATAGRAM: usize = 2048;
 
 pub struct Batch {
-    bufs: Vec<BytesMut>,
+    bufs: Vec<Vec<u8>>,
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
@@ -23,9 +22,7 @@ pub struct Batch {
 impl Default for Batch {
     fn default() -> Self {
         Batch {
-            bufs: (0..BATCH)
-                .map(|_| BytesMut::with_capacity(DATAGRAM))
-                .collect(),
+            bufs: (0..BATCH).map(|_| vec![0; DATAGRAM]).collect(),
             // SAFETY: all-zero sockaddr_storage, iovec and mmsghdr are valid values.
             addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
             iovs: vec![unsafe { std::mem::zeroed() }; BATCH],
@@ -65,12 +62,9 @@ impl Batch {
     pub fn recv(
         &mut self,
         fd: RawFd,
-        mut each: impl FnMut(BytesMut, SocketAddr),
+        mut each: impl FnMut(&mut [u8], SocketAddr),
     ) -> io::Result<usize> {
         for i in 0..BATCH {
-            if self.bufs[i].capacity() < DATAGRAM {
-                self.bufs[i] = BytesMut::with_capacity(DATAGRAM);
-            }
             self.iovs[i] = libc::iovec {
                 iov_base: self.bufs[i].as_mut_ptr().cast(),
                 iov_len: DATAGRAM,
@@ -109,10 +103,7 @@ impl Batch {
             let Some(from) = to_socket_addr(&self.addrs[i]) else {
                 continue;
             };
-            let mut b = std::mem::take(&mut self.bufs[i]);
-            // SAFETY: the kernel wrote `len` bytes at the start of the buffer's capacity.
-            unsafe { b.set_len(len) };
-            each(b, from);
+            each(&mut self.bufs[i][..len], from);
         }
         Ok(n)
     }
@@ -141,7 +132,7 @@ mod tests {
             let n = b
                 .recv(rx.as_raw_fd(), |d, from| {
                     assert_eq!(from, tx.local_addr().unwrap());
-                    got.push(d)
+                    got.push(d.to_vec())
                 })
                 .unwrap();
             if n < BATCH {

@@ -136,9 +136,9 @@ pub struct Generator {
     pub kernel_rx_drops: u64,
     pub peer_connections_failed: u64,
     pub receiver_reports_sent: u64,
-    /// Retransmitted DTLS ClientHellos not passed to rtc (a sign that the server dropped our
-    /// handshake flight; see `media::repeated_client_hello`).
-    pub dtls_client_hello_repeats: u64,
+    /// Datagrams our connections refused (not from the server, failed authentication, or
+    /// media before the keys).
+    pub datagrams_refused: u64,
 }
 
 /// What the kernel says about the server's media sockets, when the server runs on this host
@@ -849,7 +849,7 @@ fn summarize(
         kernel_rx_drops: window.kernel_drops,
         peer_connections_failed: live.pc_failed.load(Ordering::Relaxed),
         receiver_reports_sent: live.receiver_reports.load(Ordering::Relaxed),
-        dtls_client_hello_repeats: live.hello_repeats.load(Ordering::Relaxed),
+        datagrams_refused: live.refused.load(Ordering::Relaxed),
     };
     let mut addrs: Vec<String> = live
         .server_addrs
@@ -976,11 +976,8 @@ pub fn render(s: &Summary) -> String {
     ));
     out.push_str(&format!(
         "generator health: {} datagrams dropped at our sockets, {} peer connections failed, \
-         {} receiver reports sent, {} repeated DTLS ClientHellos held back\n",
-        g.kernel_rx_drops,
-        g.peer_connections_failed,
-        g.receiver_reports_sent,
-        g.dtls_client_hello_repeats,
+         {} receiver reports sent, {} datagrams refused\n",
+        g.kernel_rx_drops, g.peer_connections_failed, g.receiver_reports_sent, g.datagrams_refused,
     ));
     if let (Some(j), Some(w)) = (
         s.server_sockets.rx_drops_while_joining,
