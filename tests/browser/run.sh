@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs the browser end-to-end tests: npm deps from the lockfile, the server binary, then every
-# *.test.mjs with Node's test runner (one file at a time: each starts its own server and Chromium).
+# *.test.mjs with Node's test runner (one file at a time: each starts its own server and Chromium;
+# firefox.test.mjs adds Firefox and runs inside two network namespaces it creates, so it needs root).
 #
 #   tests/browser/run.sh                 # all tests
 #   tests/browser/run.sh demo.test.mjs   # some files (names relative to tests/browser/)
 #
-# Environment: CHROMIUM (default /usr/bin/chromium), FANOUT_BIN (default: debug/fanout in cargo's
+# Environment: CHROMIUM (default /usr/bin/chromium), FIREFOX (default /usr/bin/firefox-esr, used by
+# firefox.test.mjs only), FANOUT_BIN (default: debug/fanout in cargo's
 # target directory, wherever CARGO_TARGET_DIR puts it),
 # FANOUT_LOG (the server's RUST_LOG, default info; logs land in target/browser-logs/),
 # FANOUT_TEST_WAIT_MS (bound of each wait, default 25000), SKIP_BUILD=1, SKIP_NPM=1.
