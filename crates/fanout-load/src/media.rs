@@ -1098,7 +1098,13 @@ impl Thread {
     }
 
     /// A connection to the server its description names.
-    fn connect(&self, local: &Local, server: &Server) -> Result<Box<ClientConnection>, String> {
+    /// `we_offered`: the offerer controls ICE unless the other side is lite (RFC 8445 §6.1.1).
+    fn connect(
+        &self,
+        local: &Local,
+        server: &Server,
+        we_offered: bool,
+    ) -> Result<Box<ClientConnection>, String> {
         let conn = ClientConnection::new(
             Instant::now(),
             ClientConfig {
@@ -1111,6 +1117,7 @@ impl Thread {
                 dtls_role: server.dtls_role,
                 profiles: vec![Profile::AeadAes128Gcm, Profile::Aes128CmHmacSha1_80],
                 tie_breaker: mono_ns(),
+                controlling: we_offered || server.ice_lite,
             },
             &self.identity,
         )
@@ -1128,7 +1135,7 @@ impl Thread {
         let server = sdp::read_server(&answer, &d, self.config.local_ip)?;
         self.note_server(&server);
         let peer = self.peers[i].as_ref().ok_or("no publishing connection")?;
-        let conn = self.connect(&peer.sdp, &server)?;
+        let conn = self.connect(&peer.sdp, &server, true)?;
         let peer = self.peers[i].as_mut().ok_or("no publishing connection")?;
         // Simulcast: the packets must carry mid and rid header extensions (negotiated ids).
         if let Side::Pub(tx) = &mut peer.side {
@@ -1176,7 +1183,7 @@ impl Thread {
             None => {
                 let (socket, local) = self.bind()?;
                 let local_sdp = self.local(local);
-                let conn = self.connect(&local_sdp, &server)?;
+                let conn = self.connect(&local_sdp, &server, false)?;
                 let peer = Peer {
                     who: format!("{user}/sub"),
                     socket,

@@ -2,8 +2,10 @@
 //! to a subscribing offer, and what it takes from the server's descriptions (read with the
 //! engine's SDP model, so Fanout's and Janus's SDP go through the same parser).
 //!
-//! A simulated client offers `a=setup:actpass` and answers `passive` to an `active` offer and
-//! `active` otherwise, as browsers do; its one host candidate is its socket's address.
+//! A simulated client offers `a=setup:actpass` and answers `passive` unless the offer insists
+//! on being passive: the server starts the DTLS handshake once its own ICE is ready (Janus drops
+//! a ClientHello that arrives before, which would cost a 1 s retransmission). Its one host
+//! candidate is its socket's address.
 
 use crate::payload::Kind;
 use fanout_rtc::engine::codec::Extension;
@@ -122,21 +124,20 @@ pub fn publish_offer(local: &Local, spec: &PublishSpec<'_>) -> String {
     s
 }
 
-/// Our `a=setup` answering `offer`: passive when it insists on being the DTLS client, else
-/// active.
+/// Our `a=setup` answering `offer`: active only when it insists on being passive.
 fn answer_setup(offer: &Description) -> Setup {
     match offer.transport().map(|t| t.setup) {
-        Some(Setup::Active) => Setup::Passive,
-        _ => Setup::Active,
+        Some(Setup::Passive) => Setup::Active,
+        _ => Setup::Passive,
     }
 }
 
 /// Our DTLS role against a server whose description says `setup` (its answer to our actpass
-/// offer, or its offer we answer with [`answer_setup`]).
+/// offer, or its offer we answer with [`answer_setup`]; an answer never says actpass).
 pub fn dtls_role(setup: Setup) -> DtlsRole {
     match setup {
-        Setup::Active => DtlsRole::Server,
-        Setup::Passive | Setup::ActPass => DtlsRole::Client,
+        Setup::Active | Setup::ActPass => DtlsRole::Server,
+        Setup::Passive => DtlsRole::Client,
     }
 }
 
@@ -149,6 +150,8 @@ pub struct Server {
     pub candidate: SocketAddr,
     pub candidates: Vec<SocketAddr>,
     pub dtls_role: DtlsRole,
+    /// `a=ice-lite`: the server never sends checks, so we control ICE whoever offered.
+    pub ice_lite: bool,
 }
 
 /// The UDP candidates of an SDP (the engine's model does not keep them: the server is ICE-lite).
@@ -185,6 +188,7 @@ pub fn read_server(sdp: &str, d: &Description, local_ip: IpAddr) -> Result<Serve
         candidate,
         candidates: all,
         dtls_role: dtls_role(t.setup),
+        ice_lite: d.ice_lite,
     })
 }
 
@@ -363,19 +367,23 @@ mod tests {
         assert_eq!(a.sections[2].direction, Direction::Inactive);
         assert_eq!(
             a.sections[0].setup,
-            Setup::Active,
-            "actpass is answered active"
+            Setup::Passive,
+            "actpass is answered passive"
         );
-        assert_eq!(server.dtls_role, DtlsRole::Client);
-        let insisting = offer.replace("a=setup:actpass", "a=setup:active");
+        assert_eq!(
+            server.dtls_role,
+            DtlsRole::Server,
+            "so the server starts DTLS"
+        );
+        let insisting = offer.replace("a=setup:actpass", "a=setup:passive");
         let d = Description::parse(&insisting).unwrap();
         let a = Description::parse(&subscribe_answer(&l, &d)).unwrap();
         assert_eq!(
             a.sections[0].setup,
-            Setup::Passive,
-            "active is answered passive"
+            Setup::Active,
+            "passive is answered active"
         );
         let server = read_server(&insisting, &d, "127.0.0.1".parse().unwrap()).unwrap();
-        assert_eq!(server.dtls_role, DtlsRole::Server);
+        assert_eq!(server.dtls_role, DtlsRole::Client);
     }
 }

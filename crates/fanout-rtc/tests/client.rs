@@ -71,6 +71,7 @@ impl Link {
                 dtls_role: client_role,
                 profiles: vec![Profile::AeadAes128Gcm],
                 tie_breaker: 7,
+                controlling: true,
             },
             &cid,
         )
@@ -255,4 +256,40 @@ fn media_from_another_address_is_refused() {
         l.client.handle_datagram(l.now, stranger, &mut data),
         Err(ConnError::Unvalidated(stranger))
     );
+}
+
+#[test]
+fn a_role_conflict_makes_the_client_controlled() {
+    let mut l = Link::new(DtlsRole::Server);
+    // The first check is in flight; a controlling peer answers it 487 (RFC 8445 §7.3.1.1): build
+    // that answer as the server would, from the client's own request.
+    let check = l.client.poll_transmit().expect("the first check");
+    let mut peer = fanout_rtc::engine::ice::IceLite::new(SERVER_UFRAG.into(), SERVER_PWD.into());
+    // A non-controlling ICE-lite agent refuses ICE-CONTROLLED; to get a 487 from it, claim
+    // the controlled role in a request, as a controlled client would.
+    let controlled = fanout_rtc::engine::ice::check_request(
+        &format!("{SERVER_UFRAG}:{CLIENT_UFRAG}"),
+        SERVER_PWD,
+        false,
+        false,
+        1,
+    )
+    .unwrap();
+    assert_ne!(check.data, controlled);
+    let fanout_rtc::engine::ice::StunReply::Send { mut data, .. } =
+        peer.handle(l.now, client_addr(), &controlled).unwrap()
+    else {
+        panic!("answered")
+    };
+    assert_eq!(&data[..2], &[0x01, 0x11], "a Binding error response");
+    assert!(l.client.is_controlling());
+    l.client
+        .handle_datagram(l.now, server_addr(), &mut data)
+        .unwrap();
+    assert!(!l.client.is_controlling(), "487 switches the role");
+    // Its next check is ICE-CONTROLLED, which the lite server refuses with 487 again, and
+    // the client switches back and connects: two role flips, then a nominated pair.
+    l.run(Duration::from_millis(500));
+    assert!(l.client.is_connected(), "{:?}", l.client_events);
+    assert!(l.client.is_controlling());
 }

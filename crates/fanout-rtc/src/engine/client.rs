@@ -1,13 +1,17 @@
 //! The client's side of a connection: what a browser does against Fanout's ICE-lite server, for
-//! `fanout-load` and the engine's tests. A controlling ICE agent with one remote candidate (it
-//! sends nominating Binding requests until one is answered, then one every
-//! [`CONSENT_INTERVAL`] as consent, RFC 7675), DTLS once the pair is valid, then SRTP/SRTCP.
-//! Checks from a full-ICE peer (Janus) are answered too. Datagrams and time in; plaintext
+//! `fanout-load` and the engine's tests. An ICE agent with one remote candidate (it sends
+//! Binding requests until one is answered, then one every [`CONSENT_INTERVAL`] as consent,
+//! RFC 7675), DTLS once the pair is valid, then SRTP/SRTCP. Against a lite server it is
+//! controlling and nominates; against a full-ICE peer (Janus) that offered, it is controlled
+//! (RFC 8445 §6.1.1), and a 487 Role Conflict switches it over. The peer's own checks are
+//! answered too. Datagrams and time in; plaintext
 //! packets (in the caller's buffer), control datagrams, events and a timeout out.
 
 use super::conn::{classify, ConnError, Event, Kind, Received, Transmit};
 use super::dtls::{Dtls, DtlsError, DtlsOutput, DtlsRole, Fingerprint, Identity};
-use super::ice::{binding_request, check_binding_response, IceLite, StunReply, CONSENT_TIMEOUT};
+use super::ice::{
+    check_binding_error, check_binding_response, check_request, IceLite, StunReply, CONSENT_TIMEOUT,
+};
 use super::srtp::{Profile, SrtpPair};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -37,6 +41,8 @@ pub struct ClientConfig {
     pub profiles: Vec<Profile>,
     /// ICE tie-breaker (RFC 8445 §7.1.1); any random value.
     pub tie_breaker: u64,
+    /// Start as the controlling agent (we offered, or the peer is ICE-lite); else controlled.
+    pub controlling: bool,
 }
 
 enum State {
@@ -63,6 +69,7 @@ pub struct ClientConnection {
     username: String,
     remote_pwd: String,
     tie_breaker: u64,
+    controlling: bool,
     /// Answers a full-ICE peer's own checks (an ICE-lite server sends none).
     answering: IceLite,
     state: State,
@@ -99,7 +106,12 @@ impl ClientConnection {
             username: format!("{}:{}", config.remote_ufrag, config.local_ufrag),
             remote_pwd: config.remote_pwd,
             tie_breaker: config.tie_breaker,
-            answering: IceLite::new(config.local_ufrag, config.local_pwd).controlling(),
+            controlling: config.controlling,
+            answering: {
+                let mut ice = IceLite::new(config.local_ufrag, config.local_pwd);
+                ice.set_controlling(config.controlling);
+                ice
+            },
             state: State::Checking { dtls, attempts: 0 },
             next_check: now,
             last_response: None,
@@ -108,6 +120,11 @@ impl ClientConnection {
         };
         conn.handle_timeout(now);
         Ok(conn)
+    }
+
+    /// Whether we are (now) the controlling agent.
+    pub fn is_controlling(&self) -> bool {
+        self.controlling
     }
 
     /// "checking", "handshake", "connected" or "closed".
@@ -184,25 +201,45 @@ impl ClientConnection {
             }
             check_binding_response(buf, &self.remote_pwd)?;
             self.last_response = Some(now);
-            if let State::Checking { .. } = self.state {
-                let State::Checking { mut dtls, .. } =
-                    std::mem::replace(&mut self.state, State::Closed)
-                else {
-                    return Ok(Received::Control);
-                };
-                let started = dtls.start(now);
-                self.state = State::Handshake { dtls };
-                self.events.push_back(Event::Selected(self.remote));
-                self.next_check = now + CONSENT_INTERVAL;
-                started?;
-                self.drain_dtls();
+            self.maybe_start_dtls(now)?;
+            return Ok(Received::Control);
+        }
+        // An error response (0x0111): 487 means the peer keeps the role we claimed.
+        if buf.len() >= 2 && buf[0] == 0x01 && buf[1] == 0x11 && from == self.remote {
+            if check_binding_error(buf, &self.remote_pwd)? == 487 {
+                self.controlling = !self.controlling;
+                self.answering.set_controlling(self.controlling);
+                self.next_check = now;
             }
             return Ok(Received::Control);
         }
         if let StunReply::Send { to, data } = self.answering.handle(now, from, buf)? {
             self.transmits.push_back(Transmit { to, data });
         }
+        self.maybe_start_dtls(now)?;
         Ok(Received::Control)
+    }
+
+    /// Leaves `Checking` once the pair is usable: our check was answered and, when we are
+    /// controlled, the peer nominated it (a full agent such as libnice drops DTLS that arrives
+    /// before it selected a pair, which would cost a 1 s retransmission).
+    fn maybe_start_dtls(&mut self, now: Instant) -> Result<(), ConnError> {
+        let ready = self.last_response.is_some()
+            && (self.controlling || self.answering.selected() == Some(self.remote));
+        if !ready || !matches!(self.state, State::Checking { .. }) {
+            return Ok(());
+        }
+        let State::Checking { mut dtls, .. } = std::mem::replace(&mut self.state, State::Closed)
+        else {
+            return Ok(());
+        };
+        let started = dtls.start(now);
+        self.state = State::Handshake { dtls };
+        self.events.push_back(Event::Selected(self.remote));
+        self.next_check = now + CONSENT_INTERVAL;
+        started?;
+        self.drain_dtls();
+        Ok(())
     }
 
     fn handle_dtls(&mut self, now: Instant, buf: &[u8]) -> Result<Received, ConnError> {
@@ -260,7 +297,13 @@ impl ClientConnection {
     }
 
     fn send_check(&mut self) -> Result<(), ConnError> {
-        let data = binding_request(&self.username, &self.remote_pwd, true, self.tie_breaker)?;
+        let data = check_request(
+            &self.username,
+            &self.remote_pwd,
+            self.controlling,
+            true,
+            self.tie_breaker,
+        )?;
         self.transmits.push_back(Transmit {
             to: self.remote,
             data,

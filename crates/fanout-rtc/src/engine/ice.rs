@@ -120,6 +120,12 @@ impl IceLite {
         self
     }
 
+    /// Switches between [`Self::controlling`] and the default (controlled: a nomination in the
+    /// peer's check selects the pair), as a client's role changes after a role conflict.
+    pub fn set_controlling(&mut self, controlling: bool) {
+        self.controlling = controlling;
+    }
+
     /// Overrides [`CONSENT_TIMEOUT`] (tests, or an operator's shorter disconnect detection).
     pub fn with_consent_timeout(mut self, timeout: Duration) -> IceLite {
         self.consent_timeout = timeout;
@@ -307,22 +313,36 @@ pub fn binding_request(
     nominate: bool,
     tie_breaker: u64,
 ) -> Result<Vec<u8>, IceError> {
+    check_request(username, remote_pwd, true, nominate, tie_breaker)
+}
+
+/// Builds a connectivity check: ICE-CONTROLLING (and USE-CANDIDATE when `nominate`) or
+/// ICE-CONTROLLED, with PRIORITY, MESSAGE-INTEGRITY under the peer's password and FINGERPRINT.
+pub fn check_request(
+    username: &str,
+    remote_pwd: &str,
+    controlling: bool,
+    nominate: bool,
+    tie_breaker: u64,
+) -> Result<Vec<u8>, IceError> {
     let provider = crypto()?;
     let mut m = Message::new();
+    let role = if controlling {
+        ATTR_ICE_CONTROLLING
+    } else {
+        ATTR_ICE_CONTROLLED
+    };
     let mut setters: Vec<Box<dyn Setter + '_>> = vec![
         Box::new(BINDING_REQUEST),
         Box::new(rtc_stun::message::TransactionId::new()),
         Box::new(TextAttribute::new(ATTR_USERNAME, username.to_string())),
-        Box::new(RawAttr(
-            ATTR_ICE_CONTROLLING,
-            tie_breaker.to_be_bytes().to_vec(),
-        )),
+        Box::new(RawAttr(role, tie_breaker.to_be_bytes().to_vec())),
         Box::new(RawAttr(
             rtc_stun::attributes::ATTR_PRIORITY,
             0x6E00_1EFFu32.to_be_bytes().to_vec(),
         )),
     ];
-    if nominate {
+    if nominate && controlling {
         setters.push(Box::new(RawAttr(ATTR_USE_CANDIDATE, Vec::new())));
     }
     setters.push(Box::new(
@@ -335,6 +355,25 @@ pub fn binding_request(
     m.build(&setters)
         .map_err(|e| IceError::Encode(e.to_string()))?;
     Ok(m.raw)
+}
+
+/// Checks a Binding error response to one of our checks (integrity under the password the
+/// request used) and returns its error code: 487 (Role Conflict) asks us to switch roles.
+pub fn check_binding_error(datagram: &[u8], remote_pwd: &str) -> Result<u16, IceError> {
+    let provider = crypto()?;
+    let mut m = Message::new();
+    m.unmarshal_binary(datagram)
+        .map_err(|e| IceError::Malformed(e.to_string()))?;
+    if m.typ != BINDING_ERROR {
+        return Err(IceError::NotBinding);
+    }
+    FINGERPRINT.check(&m).map_err(|_| IceError::Fingerprint)?;
+    MessageIntegrity::check(&mut m, remote_pwd.as_bytes(), provider.crypto())
+        .map_err(|_| IceError::Integrity)?;
+    let mut code = ErrorCodeAttribute::default();
+    code.get_from(&m)
+        .map_err(|e| IceError::Malformed(e.to_string()))?;
+    Ok(code.code.0)
 }
 
 /// Checks a Binding success response to a request sent with [`binding_request`]: integrity
