@@ -7,7 +7,8 @@ mod common;
 
 use common::{rtp, CLIENT_UFRAG, SERVER_PWD, SERVER_UFRAG};
 use fanout_rtc::engine::client::{
-    ClientConfig, ClientConnection, CHECK_ATTEMPTS, CHECK_INTERVAL, CONSENT_INTERVAL,
+    ClientConfig, ClientConnection, CHECK_ATTEMPTS, CHECK_INTERVAL, CONSENT_INTERVAL, FAST_CHECKS,
+    SLOW_CHECK_INTERVAL,
 };
 use fanout_rtc::engine::conn::{ConnConfig, ConnError, Connection, Event, Received, Remote};
 use fanout_rtc::engine::dtls::{DtlsRole, Identity};
@@ -214,7 +215,14 @@ fn consent_checks_keep_the_server_connection_alive() {
 fn an_unanswered_client_gives_up_after_its_checks() {
     let mut l = Link::new(DtlsRole::Server);
     l.drop_client = true;
-    l.run(CHECK_INTERVAL * (CHECK_ATTEMPTS + 2));
+    let budget =
+        CHECK_INTERVAL * FAST_CHECKS + SLOW_CHECK_INTERVAL * (CHECK_ATTEMPTS - FAST_CHECKS);
+    l.run(budget - Duration::from_millis(600));
+    assert!(
+        !l.client.is_closed(),
+        "still checking before its budget is spent"
+    );
+    l.run(Duration::from_secs(1));
     assert!(l.client.is_closed());
     match l.client_events.as_slice() {
         [Event::Closed { reason }] => assert!(reason.contains("unanswered"), "{reason}"),

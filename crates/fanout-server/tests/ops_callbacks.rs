@@ -35,8 +35,8 @@ async fn whole_session_in_order_signed() {
             .await,
     );
     assert_ok(&bob.request("exit_room", json!({})).await);
-    // Carol drops her connection and times out (Reason 2).
-    let (carol, _) = enter_num(&server, APP_A, "carol", 7001, Some("audience")).await;
+    // Carol (an anchor, so alice hears of her) drops her connection and times out (Reason 2).
+    let (carol, _) = enter_num(&server, APP_A, "carol", 7001, None).await;
     carol.vanish();
     let ev = alice
         .event_within("user_exited", Duration::from_secs(5))
@@ -72,8 +72,8 @@ async fn whole_session_in_order_signed() {
         "103 bob audience",
         "105 bob anchor_sd",
         "104 bob anchor_sd 1",
-        "103 carol audience",
-        "104 carol audience 2",
+        "103 carol anchor",
+        "104 carol anchor 2",
         "103 dave anchor",
         "104 dave anchor 3",
         "104 alice anchor 1",

@@ -149,7 +149,8 @@ async fn switch_role_replies_and_tells_the_others() {
     let server = start().await;
     let (mut a, _) = enter_as(&server, APP_A, "alice", 1, None).await;
     let (mut b, _) = enter_as(&server, APP_A, "bob", 1, Some("audience")).await;
-    a.event("user_entered").await;
+    // An audience is not announced...
+    a.no_event_within(QUIET).await;
 
     let r = b
         .request("switch_role", json!({"role_name": "anchor_sd"}))
@@ -161,11 +162,21 @@ async fn switch_role_replies_and_tells_the_others() {
             "limits": anchor_sd_limits(), "privileges": 255,
         })
     );
+    // ...until it can publish: then the others hear of it as entering.
     assert_eq!(
-        a.event("role_changed").await,
-        json!({"event": "role_changed", "user_id": "bob", "role_name": "anchor_sd"})
+        a.event("user_entered").await,
+        json!({"event": "user_entered", "user_id": "bob", "role_name": "anchor_sd"})
     );
     b.no_event_within(QUIET).await;
+    // A publishing user's later switches are role_changed, even to a role that cannot publish.
+    assert_ok(
+        &b.request("switch_role", json!({"role_name": "audience"}))
+            .await,
+    );
+    assert_eq!(
+        a.event("role_changed").await,
+        json!({"event": "role_changed", "user_id": "bob", "role_name": "audience"})
+    );
 }
 
 #[tokio::test]
@@ -173,12 +184,12 @@ async fn later_entrants_see_the_switched_role() {
     let server = start().await;
     let (mut a, _) = enter_as(&server, APP_A, "alice", 1, None).await;
     assert_ok(
-        &a.request("switch_role", json!({"role_name": "audience"}))
+        &a.request("switch_role", json!({"role_name": "anchor_sd"}))
             .await,
     );
     let (_b, r) = enter_as(&server, APP_A, "bob", 1, None).await;
     assert_eq!(
         r["users"],
-        json!([{"user_id": "alice", "role_name": "audience", "streams": []}])
+        json!([{"user_id": "alice", "role_name": "anchor_sd", "streams": []}])
     );
 }

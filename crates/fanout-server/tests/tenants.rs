@@ -87,7 +87,9 @@ async fn unknown_sdk_app_id_is_rejected() {
 async fn two_apps_side_by_side_work_concurrently() {
     let server = start().await;
 
-    async fn run_app(server: &Server, app: u32, default_role: &str) {
+    /// `announced`: whether the app's default role can publish (users who cannot are not
+    /// announced to others, nor listed at entry).
+    async fn run_app(server: &Server, app: u32, default_role: &str, announced: bool) {
         let p = format!("u{app}");
         let (first, second) = (format!("{p}first"), format!("{p}second"));
         let mut one = Client::connect(server).await;
@@ -102,26 +104,32 @@ async fn two_apps_side_by_side_work_concurrently() {
         let r = two.enter(app, &second, 7).await;
         assert_ok(&r);
         assert_eq!(r["room"]["owner"], first.as_str());
-        assert_eq!(
-            r["users"],
-            json!([{"user_id": first, "role_name": default_role, "streams": []}])
-        );
-        assert_eq!(
-            one.event("user_entered").await,
-            json!({"event": "user_entered", "user_id": second, "role_name": default_role})
-        );
+        if announced {
+            assert_eq!(
+                r["users"],
+                json!([{"user_id": first, "role_name": default_role, "streams": []}])
+            );
+            assert_eq!(
+                one.event("user_entered").await,
+                json!({"event": "user_entered", "user_id": second, "role_name": default_role})
+            );
+        } else {
+            assert_eq!(r["users"], json!([]));
+        }
         assert_ok(&two.request("exit_room", json!({})).await);
-        assert_eq!(
-            one.event("user_exited").await,
-            json!({"event": "user_exited", "user_id": second, "reason": "left"})
-        );
+        if announced {
+            assert_eq!(
+                one.event("user_exited").await,
+                json!({"event": "user_exited", "user_id": second, "reason": "left"})
+            );
+        }
         // Only this app's events arrived.
         one.no_event_within(Duration::from_millis(200)).await;
         two.no_event_within(Duration::from_millis(200)).await;
     }
 
     tokio::join!(
-        run_app(&server, APP_A, "anchor"),
-        run_app(&server, APP_B, "audience")
+        run_app(&server, APP_A, "anchor", true),
+        run_app(&server, APP_B, "audience", false)
     );
 }

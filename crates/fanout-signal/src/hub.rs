@@ -492,6 +492,7 @@ impl Hub {
                     kicked = Some(old);
                 }
                 let role_changed = member.role_name != role_name;
+                let was_announced = member.role.can_publish;
                 // The client starts new connections. Its streams continue (the worker keeps their
                 // publications for the new publishing connection) if the role and key still allow
                 // them; otherwise they stop.
@@ -514,20 +515,25 @@ impl Hub {
                 member.conn = Some(conn);
                 member.dropped_at = None;
                 if role_changed {
-                    let ev = Event::RoleChanged {
+                    if let Some(ev) =
+                        role_event(was_announced, role.can_publish, user.as_str(), &role_name)
+                    {
+                        notify.extend(others(room, user.key()).map(|c| (c, ev.clone())));
+                    }
+                }
+                debug!(app = app_id, room = %enter.room, user = %user, "user resumed");
+            }
+            None => {
+                // Only users who can publish are announced (TRTC's live mode: an audience's
+                // comings and goings are not events, or a room of N viewers would cost N² of
+                // them).
+                if role.can_publish {
+                    let ev = Event::UserEntered {
                         user_id: user.as_str().to_string(),
                         role_name: role_name.clone(),
                     };
                     notify.extend(others(room, user.key()).map(|c| (c, ev.clone())));
                 }
-                debug!(app = app_id, room = %enter.room, user = %user, "user resumed");
-            }
-            None => {
-                let ev = Event::UserEntered {
-                    user_id: user.as_str().to_string(),
-                    role_name: role_name.clone(),
-                };
-                notify.extend(others(room, user.key()).map(|c| (c, ev.clone())));
                 room.members.insert(
                     user.key().to_string(),
                     Member {
@@ -549,7 +555,7 @@ impl Hub {
         let users: Vec<Value> = room
             .members
             .values()
-            .filter(|m| m.user.key() != user.key())
+            .filter(|m| m.user.key() != user.key() && m.role.can_publish)
             .map(|m| json!({"user_id": m.user.as_str(), "role_name": m.role_name, "streams": m.streams.iter().map(|k| k.as_str()).collect::<Vec<_>>()}))
             .collect();
         let reply = json!({
@@ -673,6 +679,7 @@ impl Hub {
         if let Some(bits) = new_privileges {
             member.privileges = bits;
         }
+        let was_announced = member.role.can_publish;
         member.role_name = role_name.to_string();
         member.role = role.clone();
         let privileges = member.privileges;
@@ -692,12 +699,12 @@ impl Hub {
             participant: member.participant,
             room: room.handle,
         };
-        let ev = Event::RoleChanged {
-            user_id: user_id.clone(),
-            role_name: role_name.to_string(),
-        };
+        let ev = role_event(was_announced, role.can_publish, &user_id, role_name);
         info!(app = seat.app, room = %seat.room, user = %user_id, role = role_name, "role switched");
-        let mut notify: Vec<_> = others(room, &seat.user).map(|c| (c, ev.clone())).collect();
+        let mut notify: Vec<_> = match ev {
+            Some(ev) => others(room, &seat.user).map(|c| (c, ev.clone())).collect(),
+            None => Vec::new(),
+        };
         for kind in &stopped {
             let ev = Event::StreamRemoved {
                 user_id: user_id.clone(),
@@ -799,11 +806,13 @@ impl Hub {
             };
             notify.extend(others(room, user_key).map(|c| (c, ev.clone())));
         }
-        let ev = Event::UserExited {
-            user_id: member.user.as_str().to_string(),
-            reason,
-        };
-        notify.extend(others(room, user_key).map(|c| (c, ev.clone())));
+        if member.role.can_publish {
+            let ev = Event::UserExited {
+                user_id: member.user.as_str().to_string(),
+                reason,
+            };
+            notify.extend(others(room, user_key).map(|c| (c, ev.clone())));
+        }
         self.media.push_back(MediaOut::Remove {
             target: MediaTarget {
                 participant: member.participant,
@@ -1394,6 +1403,28 @@ fn wanted_streams(room: &Room, key: &str, m: &Member) -> Vec<WantedStream> {
 }
 
 /// Live connections of everyone in `room` except `user_key`.
+/// What others hear of a role switch: a user who now can publish and could not before is
+/// announced as entering; one who could keeps being followed by `role_changed`; an audience that
+/// stays audience is silent.
+fn role_event(
+    was_announced: bool,
+    announced: bool,
+    user_id: &str,
+    role_name: &str,
+) -> Option<Event> {
+    match (was_announced, announced) {
+        (false, false) => None,
+        (false, true) => Some(Event::UserEntered {
+            user_id: user_id.to_string(),
+            role_name: role_name.to_string(),
+        }),
+        (true, _) => Some(Event::RoleChanged {
+            user_id: user_id.to_string(),
+            role_name: role_name.to_string(),
+        }),
+    }
+}
+
 fn others<'a>(room: &'a Room, user_key: &'a str) -> impl Iterator<Item = ConnId> + 'a {
     room.members
         .iter()

@@ -18,10 +18,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Connectivity checks before the first answer go out this often (browsers pace theirs at
-/// 50 ms)...
+/// 50 ms) for the first [`FAST_CHECKS`]...
 pub const CHECK_INTERVAL: Duration = Duration::from_millis(50);
-/// ...this many times (2 s) before ICE is declared failed.
-pub const CHECK_ATTEMPTS: u32 = 40;
+pub const FAST_CHECKS: u32 = 40;
+/// ...then every [`SLOW_CHECK_INTERVAL`], as browsers back off and keep checking, until this many
+/// in all (2 s + 13 s) have gone unanswered and ICE is declared failed.
+pub const CHECK_ATTEMPTS: u32 = FAST_CHECKS + 26;
+pub const SLOW_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// Consent checks once the pair is valid (RFC 7675 asks for about 5 s, randomised).
 pub const CONSENT_INTERVAL: Duration = Duration::from_secs(4);
 
@@ -373,7 +376,12 @@ impl ClientConnection {
                         return;
                     }
                     *attempts += 1;
-                    self.next_check = now + CHECK_INTERVAL;
+                    self.next_check = now
+                        + if *attempts <= FAST_CHECKS {
+                            CHECK_INTERVAL
+                        } else {
+                            SLOW_CHECK_INTERVAL
+                        };
                 }
                 State::Handshake { .. } | State::Connected { .. } => {
                     self.next_check = now + CONSENT_INTERVAL;
