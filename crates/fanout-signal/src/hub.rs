@@ -616,7 +616,13 @@ impl Hub {
                 );
             }
         }
-        self.resubscribe(app_id, &enter.room);
+        if entered_new {
+            // A new member publishes nothing yet: only its own set changes. (Resubscribing the
+            // whole room on every entry cost N commands per join, N² as a live room fills.)
+            self.resubscribe_member(app_id, &enter.room, user.key());
+        } else {
+            self.resubscribe(app_id, &enter.room);
+        }
         if let Some(old) = kicked {
             self.kick_conn(old, KickReason::EnteredElsewhere);
         }
@@ -1001,6 +1007,31 @@ impl Hub {
             })
             .collect();
         self.media.extend(sets);
+    }
+
+    /// Sends one member its current set of streams (see [`Self::resubscribe`]).
+    fn resubscribe_member(&mut self, app_id: u32, room_id: &RoomId, user_key: &str) {
+        let Some(room) = self.apps.get(&app_id).and_then(|a| a.rooms.get(room_id)) else {
+            return;
+        };
+        let Some(m) = room.members.get(user_key) else {
+            return;
+        };
+        let headless = m
+            .conn
+            .and_then(|c| self.conns.get(&c))
+            .is_some_and(|c| c.headless);
+        if headless {
+            return;
+        }
+        let out = MediaOut::SetSubscriptions {
+            target: MediaTarget {
+                participant: m.participant,
+                room: room.handle,
+            },
+            streams: wanted_streams(room, user_key, m),
+        };
+        self.media.push_back(out);
     }
 
     /// The streams the member on `conn` should receive now, with its media ids (for WHEP, which
@@ -1402,7 +1433,6 @@ fn wanted_streams(room: &Room, key: &str, m: &Member) -> Vec<WantedStream> {
         .collect()
 }
 
-/// Live connections of everyone in `room` except `user_key`.
 /// What others hear of a role switch: a user who now can publish and could not before is
 /// announced as entering; one who could keeps being followed by `role_changed`; an audience that
 /// stays audience is silent.
@@ -1425,6 +1455,7 @@ fn role_event(
     }
 }
 
+/// Live connections of everyone in `room` except `user_key`.
 fn others<'a>(room: &'a Room, user_key: &'a str) -> impl Iterator<Item = ConnId> + 'a {
     room.members
         .iter()

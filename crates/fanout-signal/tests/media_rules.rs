@@ -413,3 +413,36 @@ fn room_handles_count_up_by_one_so_rooms_spread_over_workers() {
         "{handles:?}"
     );
 }
+
+#[test]
+fn an_entry_resubscribes_the_newcomer_only() {
+    let mut h = hub(false);
+    enter(&mut h, 1, "alice", None).unwrap();
+    let alice = participant(&mut h, 1);
+    h.media_published(alice, StreamKind::Video);
+    for (conn, user) in [(2, "bob"), (3, "carol"), (4, "dave")] {
+        enter(&mut h, conn, user, None).unwrap();
+    }
+    drain(&mut h);
+    // A fifth member: the others' sets do not change, so only the newcomer's is sent (a room of
+    // N would otherwise cost N commands per join).
+    enter(&mut h, 5, "erin", None).unwrap();
+    let (_, media) = drain(&mut h);
+    let sets: Vec<_> = media
+        .iter()
+        .filter_map(|m| match m {
+            MediaOut::SetSubscriptions { target, streams } => Some((target.participant, streams)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sets.len(), 1, "{media:?}");
+    assert_ne!(sets[0].0, alice);
+    assert_eq!(
+        sets[0]
+            .1
+            .iter()
+            .map(|s| (s.publisher, s.kind))
+            .collect::<Vec<_>>(),
+        vec![(alice, StreamKind::Video)]
+    );
+}
