@@ -177,6 +177,12 @@ async fn switch_role_replies_and_tells_the_others() {
         a.event("role_changed").await,
         json!({"event": "role_changed", "user_id": "bob", "role_name": "audience"})
     );
+    // Once announced, always followed: its exit as an audience is announced too.
+    assert_ok(&b.request("exit_room", json!({})).await);
+    assert_eq!(
+        a.event("user_exited").await,
+        json!({"event": "user_exited", "user_id": "bob", "reason": "left"})
+    );
 }
 
 #[tokio::test]

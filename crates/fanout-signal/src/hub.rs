@@ -107,6 +107,9 @@ struct Member {
     streams: BTreeSet<StreamKind>,
     /// Streams of others this member turned off with `set_subscription`: (user key, kind).
     muted: BTreeSet<(String, StreamKind)>,
+    /// The others were told of this member (`user_entered`, or it was listed at their entry):
+    /// once its role could publish. Its exit is then announced too, whatever its role by then.
+    announced: bool,
 }
 
 /// Where a connection's user sits: app, room and case-folded user id.
@@ -492,7 +495,8 @@ impl Hub {
                     kicked = Some(old);
                 }
                 let role_changed = member.role_name != role_name;
-                let was_announced = member.role.can_publish;
+                let was_announced = member.announced;
+                member.announced |= role.can_publish;
                 // The client starts new connections. Its streams continue (the worker keeps their
                 // publications for the new publishing connection) if the role and key still allow
                 // them; otherwise they stop.
@@ -546,6 +550,7 @@ impl Hub {
                         participant: new_participant,
                         streams: BTreeSet::new(),
                         muted: BTreeSet::new(),
+                        announced: role.can_publish,
                     },
                 );
                 info!(app = app_id, room = %enter.room, user = %user, role = %role_name, "user entered");
@@ -555,7 +560,7 @@ impl Hub {
         let users: Vec<Value> = room
             .members
             .values()
-            .filter(|m| m.user.key() != user.key() && m.role.can_publish)
+            .filter(|m| m.user.key() != user.key() && m.announced)
             .map(|m| json!({"user_id": m.user.as_str(), "role_name": m.role_name, "streams": m.streams.iter().map(|k| k.as_str()).collect::<Vec<_>>()}))
             .collect();
         let reply = json!({
@@ -685,7 +690,8 @@ impl Hub {
         if let Some(bits) = new_privileges {
             member.privileges = bits;
         }
-        let was_announced = member.role.can_publish;
+        let was_announced = member.announced;
+        member.announced |= role.can_publish;
         member.role_name = role_name.to_string();
         member.role = role.clone();
         let privileges = member.privileges;
@@ -812,7 +818,7 @@ impl Hub {
             };
             notify.extend(others(room, user_key).map(|c| (c, ev.clone())));
         }
-        if member.role.can_publish {
+        if member.announced {
             let ev = Event::UserExited {
                 user_id: member.user.as_str().to_string(),
                 reason,
