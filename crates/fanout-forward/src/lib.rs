@@ -9,6 +9,7 @@
 
 pub mod api;
 mod bitrate;
+pub mod bwe;
 pub mod codec;
 mod down_track;
 mod keyframe_throttle;

@@ -177,3 +177,47 @@ fn forwarding_allocates_nothing_once_warm() {
         (2 * counted * 10) as u64
     );
 }
+
+#[test]
+fn the_bandwidth_estimator_allocates_nothing_once_warm() {
+    use fanout_forward::bwe::{BweConfig, PacketReport, SendSideBwe};
+    let t0 = Instant::now();
+    let mut bwe = SendSideBwe::new(t0, BweConfig::default());
+    bwe.set_desired(2_000_000);
+    // 1 Mb/s of 1,000-byte packets (one every 8 ms), feedback every 50 ms after 30 ms, one
+    // packet in 20 lost; probes sent as asked.
+    let mut reports: Vec<PacketReport> = Vec::with_capacity(64);
+    let run = |bwe: &mut SendSideBwe, from: u64, to: u64, reports: &mut Vec<PacketReport>| {
+        let mut probes = 0;
+        for i in from..to {
+            let now = t0 + Duration::from_millis(8 * i);
+            let probe = bwe.poll_probe(now).map(|c| c.id);
+            probes += usize::from(probe.is_some());
+            let seq = bwe.on_sent(now, 1000, probe);
+            reports.push(PacketReport {
+                sequence: seq,
+                arrival_us: (i % 20 != 7).then_some(8_000 * i as i64 + 30_000),
+            });
+            if i % 6 == 5 {
+                let at = now + Duration::from_millis(30);
+                bwe.on_feedback(at, reports.iter().copied());
+                reports.clear();
+                if bwe.poll_timeout().is_some_and(|t| t <= at) {
+                    bwe.handle_timeout(at);
+                }
+            }
+        }
+        probes
+    };
+    run(&mut bwe, 0, 2_000, &mut reports);
+    COUNTING.with(|c| c.set(true));
+    let probes = run(&mut bwe, 2_000, 12_000, &mut reports);
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        0,
+        "the estimator allocated"
+    );
+    assert!(probes > 0, "probing was exercised");
+    assert!(bwe.stats().acked_bps.is_some());
+}
