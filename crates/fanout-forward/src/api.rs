@@ -64,6 +64,27 @@ pub enum LayerPreference {
     High,
 }
 
+/// Why a down-track forwards nothing for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PauseReason {
+    /// Its subscriber's estimated bandwidth does not fit even its lowest layer.
+    Bandwidth,
+    /// Its subscriber asked for it (a hidden tile).
+    Client,
+}
+
+/// What a down-track may forward, as the stream allocator decided from its subscriber's
+/// bandwidth estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Allowed {
+    /// No bandwidth limit (no estimate for its subscriber, everything fits, or audio).
+    #[default]
+    Any,
+    /// Simulcast layers up to this one.
+    UpTo(u8),
+    Paused(PauseReason),
+}
+
 /// Per-stream limits from the publisher's role. Zero means "no limit" for a field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StreamLimits {
@@ -102,6 +123,12 @@ pub enum Feedback {
         down_track: DownTrackId,
         fraction_lost: u8,
         jitter: u32,
+    },
+    /// The transport's bandwidth estimate for a subscriber's connection (b/s): the router shares
+    /// it across that subscriber's down-tracks.
+    Bandwidth {
+        subscriber: ParticipantId,
+        bitrate_bps: u64,
     },
     /// A publisher's sender report for one layer of a publication (NTP time, 64-bit fixed point).
     SenderReport {
@@ -142,6 +169,15 @@ pub enum Command {
     SetLayer {
         down_track: DownTrackId,
         layer: LayerPreference,
+    },
+    /// What a subscriber says about one video it receives: the largest size it renders it at
+    /// (0: no limit), whether it is paused, and its priority (higher first, default 0).
+    SetVideoConstraints {
+        down_track: DownTrackId,
+        max_width: u32,
+        max_height: u32,
+        paused: bool,
+        priority: u8,
     },
 }
 
@@ -191,6 +227,19 @@ pub enum Event {
     },
     /// The loudest participants of the room, loudest first (emitted at most twice a second, on change).
     ActiveSpeakers { participants: Vec<ParticipantId> },
+    /// A down-track stopped forwarding for lack of bandwidth (client pauses are not announced).
+    StreamPaused {
+        subscriber: ParticipantId,
+        down_track: DownTrackId,
+        publication: PublicationId,
+        reason: PauseReason,
+    },
+    /// A down-track paused for bandwidth forwards again.
+    StreamResumed {
+        subscriber: ParticipantId,
+        down_track: DownTrackId,
+        publication: PublicationId,
+    },
 }
 
 /// Everything that comes out of a router.
@@ -243,6 +292,12 @@ pub enum Output {
         rtp_time: u32,
         packet_count: u32,
         octet_count: u32,
+    },
+    /// What a subscriber would receive with no bandwidth limit (b/s), when it changed: its
+    /// transport probes for more while this is above the estimate.
+    BandwidthWanted {
+        subscriber: ParticipantId,
+        bitrate_bps: u64,
     },
     Event(Event),
 }

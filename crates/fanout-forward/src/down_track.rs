@@ -3,9 +3,10 @@
 //! to at the next keyframe, the [`SeqRewriter`] and the counters its sender reports need.
 
 use crate::api::{
-    DownTrackId, Layer, LayerPreference, Output, ParticipantId, PublicationId, RtpPacket,
+    Allowed, DownTrackId, Layer, LayerPreference, Output, ParticipantId, PublicationId, RtpPacket,
 };
 use crate::seq_rewriter::SeqRewriter;
+use std::time::Instant;
 
 /// A read-only view of a down-track, for the transport and for tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,12 @@ pub struct DownTrackInfo {
     pub octets_sent: u32,
     /// (fraction lost, jitter) from the subscriber's last receiver report for it.
     pub receiver_report: Option<(u8, u32)>,
+    /// What the stream allocator lets it forward.
+    pub allowed: Allowed,
+    /// The subscriber's constraints: largest rendered size (0: none), paused, priority.
+    pub max_size: (u32, u32),
+    pub client_paused: bool,
+    pub priority: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +52,13 @@ pub(crate) struct DownTrack {
     pub(crate) octets_sent: u32,
     /// The subscriber's last receiver report (fraction lost, jitter).
     pub(crate) last_receiver_report: Option<(u8, u32)>,
+    /// The stream allocator's decision, and since when a higher one has fitted.
+    pub(crate) allowed: Allowed,
+    pub(crate) upgrade_since: Option<Instant>,
+    /// The subscriber's constraints (`SetVideoConstraints`).
+    pub(crate) max_size: (u32, u32),
+    pub(crate) client_paused: bool,
+    pub(crate) priority: u8,
 }
 
 /// SplitMix64: spreads a down-track's id and SSRC into its initial sequence number and timestamp
@@ -78,7 +92,17 @@ impl DownTrack {
             packets_sent: 0,
             octets_sent: 0,
             last_receiver_report: None,
+            allowed: Allowed::Any,
+            upgrade_since: None,
+            max_size: (0, 0),
+            client_paused: false,
+            priority: 0,
         }
+    }
+
+    /// Forwards nothing for now (the allocator or the subscriber paused it).
+    pub(crate) fn paused(&self) -> bool {
+        self.client_paused || matches!(self.allowed, Allowed::Paused(_))
     }
 
     /// The packet as this subscriber receives it: our SSRC, payload type, sequence number and
@@ -121,6 +145,10 @@ impl DownTrack {
             packets_sent: self.packets_sent,
             octets_sent: self.octets_sent,
             receiver_report: self.last_receiver_report,
+            allowed: self.allowed,
+            max_size: self.max_size,
+            client_paused: self.client_paused,
+            priority: self.priority,
         }
     }
 }

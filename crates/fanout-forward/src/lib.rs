@@ -7,6 +7,7 @@
 //! by every subscriber's output and by the retransmission cache. Forwarding allocates nothing once
 //! the output queue is warm.
 
+mod allocator;
 pub mod api;
 mod bitrate;
 pub mod bwe;
@@ -21,6 +22,7 @@ mod seq_rewriter;
 mod seq_window;
 mod speakers;
 
+pub use allocator::{UPGRADE_HOLD, UPGRADE_MARGIN};
 pub use api::*;
 pub use bitrate::BITRATE_WINDOW;
 pub use down_track::DownTrackInfo;

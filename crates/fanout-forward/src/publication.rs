@@ -4,7 +4,7 @@
 //! path ([`Publication::on_rtp`]) lives here: classify, account, then fan out to the down-tracks.
 
 use crate::api::{
-    Codec, Event, Layer, LayerPreference, LimitReason, MediaKind, Output, ParticipantId,
+    Allowed, Codec, Event, Layer, LayerPreference, LimitReason, MediaKind, Output, ParticipantId,
     PublicationId, RtpPacket, StreamLimits,
 };
 use crate::bitrate::BitrateMeter;
@@ -87,7 +87,7 @@ impl PublicationLayer {
         self.resolution = None;
     }
 
-    fn usable(&self) -> bool {
+    pub(crate) fn usable(&self) -> bool {
         self.active && !self.disabled
     }
 }
@@ -117,17 +117,51 @@ pub(crate) fn resolution_exceeds(limits: &StreamLimits, (w, h): (u32, u32)) -> b
     }
 }
 
-/// The layer a preference asks for among the usable (active and allowed) ones.
-fn desired_layer(layers: &[PublicationLayer], preference: LayerPreference) -> Option<Layer> {
+/// The highest layer a down-track wants and may have: its preference, the smallest layer that
+/// covers its rendered size, and the allocator's limit. `None` when no layer is usable.
+pub(crate) fn ceiling(layers: &[PublicationLayer], dt: &DownTrack) -> Option<Layer> {
     let mut usable = layers
         .iter()
         .enumerate()
         .filter(|(_, l)| l.usable())
-        .map(|(i, _)| Layer(i as u8));
-    match preference {
-        LayerPreference::Low => usable.next(),
-        LayerPreference::High => usable.next_back(),
+        .map(|(i, _)| i as u8);
+    let lowest = usable.clone().next()?;
+    let mut top = match dt.preference {
+        LayerPreference::Low => lowest,
+        LayerPreference::High => usable.next_back().unwrap_or(lowest),
+    };
+    let (mw, mh) = dt.max_size;
+    if mw > 0 || mh > 0 {
+        let covers = |(w, h): (u32, u32)| w.max(h) >= mw.max(mh) && w.min(h) >= mw.min(mh);
+        if let Some(fit) = layers
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.usable() && l.resolution.is_some_and(covers))
+        {
+            top = top.min(fit.0 as u8);
+        }
     }
+    Some(Layer(top))
+}
+
+/// The layer a down-track should forward: the highest usable one up to its ceiling and the
+/// allocator's limit (the lowest usable one if none is that low).
+fn desired_layer(layers: &[PublicationLayer], dt: &DownTrack) -> Option<Layer> {
+    let mut top = ceiling(layers, dt)?.0;
+    if let Allowed::UpTo(l) = dt.allowed {
+        top = top.min(l);
+    }
+    let mut usable = layers
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| l.usable() && *i as u8 <= top)
+        .map(|(i, _)| Layer(i as u8));
+    usable.next_back().or_else(|| {
+        layers
+            .iter()
+            .position(PublicationLayer::usable)
+            .map(|i| Layer(i as u8))
+    })
 }
 
 impl Publication {
@@ -154,7 +188,7 @@ impl Publication {
         }
     }
 
-    fn is_video(&self) -> bool {
+    pub(crate) fn is_video(&self) -> bool {
         self.codec != Codec::Opus
     }
 
@@ -177,7 +211,12 @@ impl Publication {
 
     /// Recomputes every down-track's target layer; asks for a keyframe on each layer some video
     /// down-track must switch to (except `keyframe_layer`, whose keyframe is being handled now).
-    fn retarget(&mut self, now: Instant, keyframe_layer: Option<Layer>, ob: &mut Outbox) {
+    pub(crate) fn retarget(
+        &mut self,
+        now: Instant,
+        keyframe_layer: Option<Layer>,
+        ob: &mut Outbox,
+    ) {
         let video = self.is_video();
         let mut wanted = 0u8;
         let Self {
@@ -191,7 +230,12 @@ impl Publication {
                     dt.current = None;
                 }
             }
-            dt.target = desired_layer(layers, dt.preference).or(dt.current);
+            if dt.paused() {
+                dt.target = None;
+                dt.current = None;
+                continue;
+            }
+            dt.target = desired_layer(layers, dt).or(dt.current);
             if let Some(t) = dt.target {
                 if video && dt.target != dt.current && Some(t) != keyframe_layer {
                     wanted |= 1 << t.0;
@@ -512,6 +556,35 @@ impl Publication {
                     jitter: r.jitter,
                 });
             }
+        }
+    }
+
+    /// The measured rate of each layer (b/s), 0 for a layer not usable now.
+    pub(crate) fn layer_rates(&mut self, now: Instant) -> [u64; 3] {
+        let mut rates = [0; 3];
+        for (i, l) in self.layers.iter_mut().enumerate().take(3) {
+            if l.usable() {
+                // A usable layer has sent: never 0, so that it is not taken for unusable.
+                rates[i] = l.bitrate.rate_bps(now).max(1);
+            }
+        }
+        rates
+    }
+
+    pub(crate) fn set_constraints(
+        &mut self,
+        idx: usize,
+        max_size: (u32, u32),
+        paused: bool,
+        priority: u8,
+        now: Instant,
+        ob: &mut Outbox,
+    ) {
+        if let Some(dt) = self.down_tracks.get_mut(idx) {
+            dt.max_size = max_size;
+            dt.client_paused = paused;
+            dt.priority = priority;
+            self.retarget(now, None, ob);
         }
     }
 

@@ -2,8 +2,10 @@
 //! down-track to publication, the output queue, the timers and the counters. Everything enters via
 //! [`Router::handle_input`] and leaves via [`Router::poll_output`]; time is only what inputs carry.
 
+use crate::allocator::{allocate, Candidate};
 use crate::api::{
-    Command, DownTrackId, Event, Feedback, Input, MediaKind, Output, ParticipantId, PublicationId,
+    Allowed, Command, DownTrackId, Event, Feedback, Input, MediaKind, Output, ParticipantId,
+    PauseReason, PublicationId,
 };
 use crate::down_track::{DownTrack, DownTrackInfo};
 use crate::publication::Publication;
@@ -55,6 +57,10 @@ pub struct RouterStats {
     pub layer_switches: u64,
     /// `LimitExceeded` events emitted.
     pub limit_events: u64,
+    /// Changes of a down-track's bandwidth allocation (a layer limit, a pause or a resume).
+    pub allocation_changes: u64,
+    /// Down-tracks paused for bandwidth.
+    pub bandwidth_pauses: u64,
 }
 
 /// The output queue, the counters and the earliest throttle deadline, handed to the publications.
@@ -92,6 +98,16 @@ fn next_deadline(deadline: Instant, interval: Duration, now: Instant) -> Instant
     }
 }
 
+/// A subscriber's bandwidth, as its transport estimates it.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    estimate_bps: u64,
+    /// The last `BandwidthWanted` sent.
+    wanted_bps: u64,
+    /// Has down-tracks in this room (else forgotten at the next allocation).
+    seen: bool,
+}
+
 /// One room's forwarding core.
 #[derive(Debug)]
 pub struct Router {
@@ -99,6 +115,10 @@ pub struct Router {
     down_tracks: HashMap<DownTrackId, PublicationId>,
     ob: Outbox,
     speakers: SpeakerDetector,
+    active_speakers: Vec<ParticipantId>,
+    budgets: HashMap<ParticipantId, Budget>,
+    /// Reused by each allocation.
+    candidates: Vec<Candidate>,
     timers: Option<Timers>,
 }
 
@@ -119,6 +139,9 @@ impl Router {
                 wake: None,
             },
             speakers: SpeakerDetector::default(),
+            active_speakers: Vec::new(),
+            budgets: HashMap::new(),
+            candidates: Vec::new(),
             timers: None,
         }
     }
@@ -223,6 +246,19 @@ impl Router {
                         dt.last_receiver_report = Some((fraction_lost, jitter));
                     }
                 });
+            }
+            Feedback::Bandwidth {
+                subscriber,
+                bitrate_bps,
+            } => {
+                self.budgets
+                    .entry(subscriber)
+                    .and_modify(|b| b.estimate_bps = bitrate_bps)
+                    .or_insert(Budget {
+                        estimate_bps: bitrate_bps,
+                        wanted_bps: 0,
+                        seen: true,
+                    });
             }
             Feedback::SenderReport {
                 publication,
@@ -340,6 +376,17 @@ impl Router {
             Command::SetLayer { down_track, layer } => {
                 self.with_down_track(down_track, |p, idx, ob| p.set_layer(idx, layer, now, ob));
             }
+            Command::SetVideoConstraints {
+                down_track,
+                max_width,
+                max_height,
+                paused,
+                priority,
+            } => {
+                self.with_down_track(down_track, |p, idx, ob| {
+                    p.set_constraints(idx, (max_width, max_height), paused, priority, now, ob)
+                });
+            }
         }
     }
 
@@ -351,6 +398,7 @@ impl Router {
             for p in self.publications.values_mut() {
                 p.on_tick(now, &mut self.ob);
             }
+            self.allocate(now);
             t.tick = next_deadline(t.tick, TICK_INTERVAL, now);
         }
         if now >= t.speakers {
@@ -379,9 +427,116 @@ impl Router {
             .map(|p| (p.publisher, p.level.take()))
             .collect();
         if let Some(participants) = self.speakers.update(samples) {
+            self.active_speakers.clone_from(&participants);
             self.ob
                 .push(Output::Event(Event::ActiveSpeakers { participants }));
         }
+    }
+
+    /// Shares each subscriber's bandwidth estimate across its down-tracks (see `allocator`), and
+    /// applies the decisions: layer limits, pauses and resumes (announced), and what each
+    /// subscriber would want with no limit.
+    fn allocate(&mut self, now: Instant) {
+        if self.budgets.is_empty() {
+            return;
+        }
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        for b in self.budgets.values_mut() {
+            b.seen = false;
+        }
+        for p in self.publications.values_mut() {
+            let audio = p.kind == MediaKind::Audio;
+            let screen = p.kind == MediaKind::SubVideo;
+            let speaking = self.active_speakers.contains(&p.publisher);
+            let rates = p.layer_rates(now);
+            for (idx, dt) in p.down_tracks.iter().enumerate() {
+                let Some(b) = self.budgets.get_mut(&dt.subscriber) else {
+                    continue;
+                };
+                b.seen = true;
+                let ceiling = if audio {
+                    0
+                } else {
+                    crate::publication::ceiling(&p.layers, dt).map_or(0, |l| l.0)
+                };
+                candidates.push(Candidate {
+                    subscriber: dt.subscriber,
+                    down_track: dt.id,
+                    slot: (p.id, idx),
+                    audio,
+                    rank: (dt.priority, screen, speaking),
+                    rates: if audio { [rates[0], 0, 0] } else { rates },
+                    ceiling,
+                    client_paused: dt.client_paused,
+                    current: dt.allowed,
+                    upgrade_since: dt.upgrade_since,
+                    next: Allowed::Any,
+                    next_upgrade_since: None,
+                });
+            }
+        }
+        self.budgets.retain(|_, b| b.seen);
+        candidates.sort_unstable_by_key(|c| c.subscriber);
+        for group in candidates.chunk_by_mut(|a, b| a.subscriber == b.subscriber) {
+            let subscriber = group[0].subscriber;
+            let Some(b) = self.budgets.get_mut(&subscriber) else {
+                continue;
+            };
+            let wanted = allocate(now, b.estimate_bps, group);
+            if wanted.abs_diff(b.wanted_bps) * 20 > b.wanted_bps {
+                b.wanted_bps = wanted;
+                self.ob.push(Output::BandwidthWanted {
+                    subscriber,
+                    bitrate_bps: wanted,
+                });
+            }
+        }
+        let mut changed: Vec<PublicationId> = Vec::new();
+        for c in &candidates {
+            let Some(p) = self.publications.get_mut(&c.slot.0) else {
+                continue;
+            };
+            let Some(dt) = p
+                .down_tracks
+                .get_mut(c.slot.1)
+                .filter(|d| d.id == c.down_track)
+            else {
+                continue;
+            };
+            dt.upgrade_since = c.next_upgrade_since;
+            if dt.allowed == c.next {
+                continue;
+            }
+            let was = matches!(dt.allowed, Allowed::Paused(PauseReason::Bandwidth));
+            let is = matches!(c.next, Allowed::Paused(PauseReason::Bandwidth));
+            dt.allowed = c.next;
+            self.ob.stats.allocation_changes += 1;
+            if is && !was {
+                self.ob.stats.bandwidth_pauses += 1;
+                self.ob.push(Output::Event(Event::StreamPaused {
+                    subscriber: c.subscriber,
+                    down_track: c.down_track,
+                    publication: c.slot.0,
+                    reason: PauseReason::Bandwidth,
+                }));
+            } else if was && !is {
+                self.ob.push(Output::Event(Event::StreamResumed {
+                    subscriber: c.subscriber,
+                    down_track: c.down_track,
+                    publication: c.slot.0,
+                }));
+            }
+            if !changed.contains(&c.slot.0) {
+                changed.push(c.slot.0);
+            }
+        }
+        for id in changed {
+            if let Some(p) = self.publications.get_mut(&id) {
+                p.retarget(now, None, &mut self.ob);
+            }
+        }
+        self.candidates = candidates;
     }
 
     /// REMB per publisher: the sum of its publications' caps. A publisher with an uncapped

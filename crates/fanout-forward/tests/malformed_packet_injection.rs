@@ -54,6 +54,10 @@ enum Op {
     SenderReport(u64, u8, u64, u32),
     Advance(u64),
     RawTimeout(u64),
+    /// A subscriber's bandwidth estimate.
+    Bandwidth(u64, u64),
+    /// A subscriber's constraints on a down-track: (max width, max height, paused, priority).
+    Constraints(u64, u32, u32, bool, u8),
 }
 
 fn kind() -> impl Strategy<Value = MediaKind> {
@@ -160,6 +164,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u64..5, 0u8..4, any::<u64>(), any::<u32>()).prop_map(|(p, l, n, r)| Op::SenderReport(p, l, n, r)),
         3 => (0u64..1500).prop_map(Op::Advance),
         1 => (0u64..100_000).prop_map(Op::RawTimeout),
+        2 => (0u64..5, prop_oneof![0u64..3_000_000, any::<u64>()]).prop_map(|(s, b)| Op::Bandwidth(s, b)),
+        1 => (0u64..9, any::<u32>(), any::<u32>(), any::<bool>(), any::<u8>())
+            .prop_map(|(d, w, h, p, r)| Op::Constraints(d, w, h, p, r)),
     ]
 }
 
@@ -288,6 +295,19 @@ fn apply(room: &mut Room, model: &mut Model, op: Op) {
             rtp_time,
         }),
         Op::Advance(ms) => room.advance(Duration::from_millis(ms)),
+        Op::Bandwidth(subscriber, bitrate_bps) => room.feedback(Feedback::Bandwidth {
+            subscriber: ParticipantId(subscriber),
+            bitrate_bps,
+        }),
+        Op::Constraints(dt, max_width, max_height, paused, priority) => {
+            room.command(Command::SetVideoConstraints {
+                down_track: DownTrackId(dt),
+                max_width,
+                max_height,
+                paused,
+                priority,
+            })
+        }
         Op::RawTimeout(ms) => {
             // A timeout at an arbitrary moment, possibly before the last one.
             let at = room.start + Duration::from_millis(ms);
@@ -363,6 +383,26 @@ fn check(room: &Room, model: &Model, outputs: &[Output]) -> Result<(), TestCaseE
                 prop_assert_eq!(model.publications.get(&publication.0), Some(&publisher.0));
             }
             Output::Event(Event::ActiveSpeakers { .. }) => {}
+            Output::Event(
+                Event::StreamPaused {
+                    subscriber,
+                    down_track,
+                    publication,
+                    ..
+                }
+                | Event::StreamResumed {
+                    subscriber,
+                    down_track,
+                    publication,
+                },
+            ) => {
+                let info = room.router.down_track(*down_track);
+                prop_assert!(info.is_some(), "an event for a missing down-track");
+                let info = info.expect("checked");
+                prop_assert_eq!(info.subscriber, *subscriber);
+                prop_assert_eq!(info.publication, *publication);
+            }
+            Output::BandwidthWanted { .. } => {}
         }
     }
     Ok(())

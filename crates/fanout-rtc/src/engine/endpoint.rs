@@ -389,6 +389,8 @@ impl Endpoint {
                 publisher,
                 bitrate_bps,
             } => self.send_remb(publisher, bitrate_bps),
+            // No subscriber connection estimates its bandwidth yet, so no router asks for more.
+            Output::BandwidthWanted { .. } => {}
             Output::Event(event) => self.router_event(room, event),
         }
     }
@@ -431,6 +433,8 @@ impl Endpoint {
                 self.events
                     .push_back(MediaEvent::ActiveSpeakers { room, participants });
             }
+            // Only a bandwidth estimate pauses a stream, and none is fed to the routers yet.
+            RouterEvent::StreamPaused { .. } | RouterEvent::StreamResumed { .. } => {}
         }
     }
 
