@@ -36,6 +36,12 @@ function othersOf(users, u) {
   return users.filter((x) => x !== u);
 }
 
+/** The server's `fanout_twcc_feedback_sent_total` (the media workers publish it once a second). */
+async function twccFeedbackSent() {
+  const [line] = await server.metrics(/^fanout_twcc_feedback_sent_total /);
+  return line ? Number(line.split(' ').pop()) : NaN;
+}
+
 test('three publishers: everyone decodes the two other videos and receives their audio', async (t) => {
   await withSession(t, browser, server, async (s) => {
     const users = ['alice', 'bob', 'carol'];
@@ -51,6 +57,14 @@ test('three publishers: everyone decodes the two other videos and receives their
       const stats = await expectFlowing(pages[u], u, expected);
       t.diagnostic(`${u} receives: ${stats.map((x) => `${x.userId}/${x.kind} ${x.kind === 'audio' ? `${x.inbound.packetsReceived} pkts` : `${x.inbound.framesDecoded} frames ${x.inbound.frameWidth}x${x.inbound.frameHeight}`}`).join(', ')}`);
     }
+    // Chromium numbered its packets with the transport-wide sequence extension the answers
+    // accepted, and the server answered them with transport-cc feedback (its estimator runs on it).
+    let feedback = await twccFeedbackSent();
+    for (const end = Date.now() + 5000; !(feedback > 0) && Date.now() < end; await sleep(250)) {
+      feedback = await twccFeedbackSent();
+    }
+    assert.ok(feedback > 0, `fanout_twcc_feedback_sent_total is ${feedback} after three publishers sent media`);
+    t.diagnostic(`transport-cc feedback sent so far: ${feedback}`);
     // Which SRTP protection profile Chromium negotiated with the server (logged, not asserted).
     const info = await pages.alice.evaluate(() => window.T.transportInfo());
     for (const [side, i] of Object.entries(info)) {

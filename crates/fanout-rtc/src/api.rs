@@ -109,6 +109,14 @@ pub enum MediaCommand {
         kind: MediaKind,
         layer: LayerPreference,
     },
+    /// How the participant shows one received stream: largest rendered size (0: no limit),
+    /// paused, priority when bandwidth is short.
+    SetVideoConstraints {
+        participant: ParticipantId,
+        publisher: ParticipantId,
+        kind: MediaKind,
+        constraints: VideoConstraints,
+    },
     /// WHEP: the client's offer for a receive-only connection carrying `streams` (at most one audio
     /// and one video; fixed for the session's life). Replies with the answer SDP.
     WhepSubscribe {
@@ -125,6 +133,15 @@ pub enum MediaCommand {
     Reconnect { participant: ParticipantId },
     /// Tear down both connections of a participant.
     Remove { participant: ParticipantId },
+}
+
+/// A subscriber's constraints on one received stream (`set_subscription`'s optional fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VideoConstraints {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub paused: bool,
+    pub priority: u8,
 }
 
 /// Events from a worker to signalling.
@@ -152,6 +169,14 @@ pub enum MediaEvent {
         participant: ParticipantId,
         kind: MediaKind,
         reason: String,
+    },
+    /// A stream `participant` receives from `publisher` was paused (`paused`) because its
+    /// subscribing connection's estimated bandwidth fits not even its lowest layer, or resumed.
+    StreamPaused {
+        participant: ParticipantId,
+        publisher: ParticipantId,
+        kind: MediaKind,
+        paused: bool,
     },
     /// The loudest participants of a room, loudest first.
     ActiveSpeakers {

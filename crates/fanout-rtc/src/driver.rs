@@ -244,6 +244,12 @@ impl Worker {
                 kind,
                 layer,
             } => e.set_layer(now, participant, publisher, kind, layer),
+            MediaCommand::SetVideoConstraints {
+                participant,
+                publisher,
+                kind,
+                constraints,
+            } => e.set_video_constraints(now, participant, publisher, kind, constraints),
             MediaCommand::WhepSubscribe {
                 participant,
                 room,

@@ -23,5 +23,7 @@ pub mod peer;
 pub mod recv;
 pub mod stats;
 
-pub use api::{MediaCommand, MediaError, MediaEvent, RoleLimits, Side, SrtpPolicy, StreamRef};
+pub use api::{
+    MediaCommand, MediaError, MediaEvent, RoleLimits, Side, SrtpPolicy, StreamRef, VideoConstraints,
+};
 pub use driver::{Media, MediaConfig};

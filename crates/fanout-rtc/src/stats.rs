@@ -44,6 +44,8 @@ pub struct WorkerStats {
     pub dropped_datagrams: AtomicU64,
     /// NACKed packets not resent because the subscriber negotiated no RTX.
     pub dropped_retransmissions: AtomicU64,
+    /// Transport-cc feedback packets sent to publishers.
+    pub twcc_feedback_sent: AtomicU64,
 }
 
 /// The worker's own running totals (single-threaded, published with `publish`).
@@ -60,6 +62,8 @@ pub struct LocalCounters {
     pub dropped_datagrams: u64,
     /// NACKed packets not resent because the subscriber negotiated no RTX.
     pub dropped_retransmissions: u64,
+    /// Transport-cc feedback packets sent to publishers.
+    pub twcc_feedback_sent: u64,
 }
 
 impl WorkerStats {
@@ -98,6 +102,8 @@ impl WorkerStats {
             .store(local.dropped_datagrams, Ordering::Relaxed);
         self.dropped_retransmissions
             .store(local.dropped_retransmissions, Ordering::Relaxed);
+        self.twcc_feedback_sent
+            .store(local.twcc_feedback_sent, Ordering::Relaxed);
     }
 }
 

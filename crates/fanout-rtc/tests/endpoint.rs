@@ -1,14 +1,18 @@
 //! The whole sans-I/O media path in memory: browser-like peers publish real captured offers to an
 //! [`Endpoint`], subscribe through its offers, and their packets cross ICE, DTLS, SRTP, the
-//! router and back, on a virtual clock.
+//! router and back, on a virtual clock; publishers get transport-wide congestion-control
+//! feedback.
 
 mod common;
 
 use common::browser::Net;
 use fanout_forward::{MediaKind, ParticipantId, RoomId};
 use fanout_rtc::api::{MediaError, MediaEvent, RoleLimits, Side, SrtpPolicy, StreamRef};
+use fanout_rtc::engine::endpoint::TICK;
 use fanout_rtc::engine::rtp::Header;
-use std::time::Duration;
+use fanout_rtc::engine::twcc;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 const ROOM: RoomId = RoomId(1);
 /// The signalled SSRCs and payload types of `chromium-audio-video.sdp`.
@@ -373,4 +377,176 @@ fn a_nacked_packet_is_resent_on_the_rtx_stream_with_its_original_sequence_number
         "then the payload"
     );
     assert_eq!(r.timestamp, lost.timestamp);
+}
+
+/// An RTP packet with the mid (id 4) and transport-wide sequence number (id 3) extensions, as
+/// Chromium numbers them.
+fn rtp_numbered(pt: u8, seq: u16, ssrc: u32, transport_seq: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x90, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&(u32::from(seq) * 960).to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    let ts = transport_seq.to_be_bytes();
+    let ext = [0x40, b'0', 0x31, ts[0], ts[1], 0, 0, 0];
+    p.extend_from_slice(&[0xBE, 0xDE, 0, 2]);
+    p.extend_from_slice(&ext);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// The transport-cc feedback browser `i` received (decrypted), in order.
+fn feedback_received(net: &Net, i: usize) -> Vec<Vec<u8>> {
+    net.browsers[i]
+        .received
+        .iter()
+        .filter(|p| p[1] == twcc::RTPFB && p[0] & 0x1f == twcc::FMT_TRANSPORT_CC)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_publisher_gets_transport_wide_feedback_on_every_numbered_packet() {
+    let mut net = Net::new(2);
+    let origin = net.now;
+    let answer = net.publish(0, ParticipantId(1), ROOM, "chromium-audio-video.sdp");
+    assert!(
+        answer.contains(
+            "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+        ),
+        "the offer's transport-wide-cc id: {answer}"
+    );
+    for pt in [OPUS, VP8] {
+        assert!(
+            answer.contains(&format!("a=rtcp-fb:{pt} transport-cc")),
+            "{pt}"
+        );
+    }
+    assert!(
+        answer.contains(&format!("a=rtcp-fb:{VP8} goog-remb")),
+        "REMB stays"
+    );
+    net.browsers[0].received.clear();
+    // 40 numbered packets 7 ms apart from 65530 (wrapping), 3 lost on the way, two swapped.
+    let mut order: Vec<u16> = (0..40).filter(|i| ![5, 6, 20].contains(i)).collect();
+    order.swap(8, 9);
+    let mut sent: BTreeMap<u16, Instant> = BTreeMap::new();
+    let mut reported_at: BTreeMap<u16, Instant> = BTreeMap::new();
+    let mut seen = 0;
+    // One 7 ms step of the virtual clock: timers run, feedback is delivered and noted.
+    let mut step = |net: &mut Net, reported_at: &mut BTreeMap<u16, Instant>| {
+        net.now += Duration::from_millis(7);
+        let now = net.now;
+        net.endpoint.handle_timeout(now);
+        net.deliver();
+        let fb = feedback_received(net, 0);
+        for p in &fb[seen..] {
+            let (_, f) = twcc::parse(p).expect("our feedback parses");
+            for r in f.packets().filter(|r| r.arrival_us.is_some()) {
+                reported_at.insert(r.sequence, now);
+            }
+        }
+        seen = fb.len();
+    };
+    for i in order {
+        let tseq = 65530u16.wrapping_add(i);
+        let p = rtp_numbered(OPUS, 1 + i, AUDIO_SSRC, tseq, b"opus");
+        let sealed = net.browsers[0].seal(&p);
+        net.send(0, &sealed);
+        sent.insert(tseq, net.now);
+        step(&mut net, &mut reported_at);
+    }
+    for _ in 0..10 {
+        step(&mut net, &mut reported_at);
+    }
+    let fb = feedback_received(&net, 0);
+    assert!(fb.len() >= 4, "every ~50 ms over 280 ms: {}", fb.len());
+    let mut received = BTreeMap::new();
+    let mut lost = Vec::new();
+    for (n, p) in fb.iter().enumerate() {
+        let (ssrcs, f) = twcc::parse(p).expect("our feedback parses");
+        assert_eq!(ssrcs.media, AUDIO_SSRC, "about an SSRC the publisher sends");
+        assert_eq!(usize::from(f.feedback_count), n, "feedback count");
+        for r in f.packets() {
+            match r.arrival_us {
+                Some(t) => assert!(received.insert(r.sequence, t).is_none(), "once"),
+                None => lost.push(r.sequence),
+            }
+        }
+    }
+    // Arrival times are the virtual clock's, counted from the connection's creation.
+    let want: BTreeMap<u16, i64> = sent
+        .iter()
+        .map(|(s, t)| (*s, t.duration_since(origin).as_micros() as i64))
+        .collect();
+    assert_eq!(received, want);
+    let expected_lost: Vec<u16> = [5u16, 6, 20]
+        .iter()
+        .map(|i| 65530u16.wrapping_add(*i))
+        .collect();
+    assert_eq!(lost, expected_lost);
+    // No packet waited more than the interval (and one step of this loop) for its feedback.
+    for (s, t) in &sent {
+        let waited = reported_at.get(s).map(|r| r.duration_since(*t));
+        assert!(
+            waited.is_some_and(|w| w <= twcc::FEEDBACK_INTERVAL + Duration::from_millis(7)),
+            "{s}: {waited:?}"
+        );
+    }
+    assert_eq!(net.endpoint.counters().twcc_feedback_sent, fb.len() as u64);
+    // Subscriber connections do not negotiate it (yet).
+    let offer = net.subscribe(
+        1,
+        ParticipantId(11),
+        ROOM,
+        vec![stream(1, MediaKind::Audio)],
+    );
+    assert!(!offer.contains("transport-wide-cc"), "{offer}");
+    assert!(!offer.contains("transport-cc"), "{offer}");
+}
+
+#[test]
+fn feedback_is_due_at_once_with_many_packets_waiting_and_the_timeout_says_when() {
+    let mut net = Net::new(1);
+    publish(&mut net);
+    net.browsers[0].received.clear();
+    let t = net.now;
+    let first = rtp_numbered(OPUS, 1, AUDIO_SSRC, 1, b"a");
+    let sealed = net.browsers[0].seal(&first);
+    net.send(0, &sealed);
+    assert_eq!(net.endpoint.poll_timeout(t), t + TICK, "a tick first");
+    let almost = t + twcc::FEEDBACK_INTERVAL - Duration::from_millis(2);
+    assert_eq!(
+        net.endpoint.poll_timeout(almost),
+        t + twcc::FEEDBACK_INTERVAL,
+        "the feedback's deadline, sooner than a tick"
+    );
+    net.endpoint.handle_timeout(almost);
+    net.deliver();
+    assert!(feedback_received(&net, 0).is_empty(), "not yet");
+    net.endpoint.handle_timeout(t + twcc::FEEDBACK_INTERVAL);
+    net.deliver();
+    assert_eq!(feedback_received(&net, 0).len(), 1, "when due");
+    // 10 ms later, a burst of FLUSH_PACKETS: reported at once, not 50 ms after the last feedback.
+    net.now = t + twcc::FEEDBACK_INTERVAL + Duration::from_millis(10);
+    let burst = net.now;
+    for s in 0..twcc::FLUSH_PACKETS as u16 {
+        let p = rtp_numbered(OPUS, 2 + s, AUDIO_SSRC, 2 + s, b"b");
+        let sealed = net.browsers[0].seal(&p);
+        net.send(0, &sealed);
+    }
+    assert_eq!(net.endpoint.poll_timeout(burst), burst);
+    net.endpoint.handle_timeout(burst);
+    net.deliver();
+    let fb = feedback_received(&net, 0);
+    assert_eq!(fb.len(), 2);
+    let (_, f) = twcc::parse(&fb[1]).expect("parses");
+    assert_eq!(
+        (f.base_sequence, f.status_count, f.received),
+        (2, twcc::FLUSH_PACKETS as u16, twcc::FLUSH_PACKETS as u16)
+    );
+    assert_eq!(
+        net.endpoint.poll_timeout(burst),
+        burst + TICK,
+        "nothing pending"
+    );
 }

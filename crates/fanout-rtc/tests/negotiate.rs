@@ -170,6 +170,14 @@ fn the_answer_shares_the_offers_extension_ids_and_leaves_out_congestion_control_
         video.extmap_id(Extension::TransportCc)
     );
     assert!(a.sdp.contains("transport-cc"), "negotiated as feedback too");
+    // On audio too: the feedback reports every numbered packet, whatever its stream.
+    for pt in [111, 96] {
+        assert!(
+            a.sdp.contains(&format!("a=rtcp-fb:{pt} transport-cc")),
+            "{pt}: {}",
+            a.sdp
+        );
+    }
     let back = Description::parse(&a.sdp).expect("reads back");
     assert!(
         back.sections.iter().all(|s| s.bandwidth_bps.is_none()),

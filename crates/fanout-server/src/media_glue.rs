@@ -2,7 +2,7 @@
 //! the media workers' (`fanout_rtc::MediaCommand`, `MediaEvent`). No logic lives here.
 
 use fanout_forward::{LayerPreference, MediaKind, ParticipantId, RoomId, StreamLimits};
-use fanout_rtc::{Media, MediaCommand, MediaEvent, RoleLimits, StreamRef};
+use fanout_rtc::{Media, MediaCommand, MediaEvent, RoleLimits, StreamRef, VideoConstraints};
 use fanout_signal::{Hub, LayerChoice, MediaOut, MediaTarget, PublishLimits, StreamKind};
 
 pub fn kind_to_media(k: StreamKind) -> MediaKind {
@@ -87,6 +87,28 @@ pub fn send(media: &Media, out: MediaOut) {
                 },
             )
         }
+        MediaOut::SetConstraints {
+            target,
+            publisher,
+            kind,
+            constraints,
+        } => {
+            let (participant, room) = ids(target);
+            (
+                room,
+                MediaCommand::SetVideoConstraints {
+                    participant,
+                    publisher: ParticipantId(publisher),
+                    kind: kind_to_media(kind),
+                    constraints: VideoConstraints {
+                        max_width: constraints.max_width,
+                        max_height: constraints.max_height,
+                        paused: constraints.paused,
+                        priority: constraints.priority,
+                    },
+                },
+            )
+        }
         MediaOut::StopPublishing { target } => {
             let (participant, room) = ids(target);
             (room, MediaCommand::StopPublishing { participant })
@@ -131,6 +153,12 @@ pub fn event_to_hub(hub: &mut Hub, ev: MediaEvent) {
             kind,
             reason,
         } => hub.media_limit_exceeded(participant.0, kind_from_media(kind), reason),
+        MediaEvent::StreamPaused {
+            participant,
+            publisher,
+            kind,
+            paused,
+        } => hub.media_stream_paused(participant.0, publisher.0, kind_from_media(kind), paused),
         MediaEvent::ActiveSpeakers { room, participants } => {
             let ids: Vec<u64> = participants.iter().map(|p| p.0).collect();
             hub.media_active_speakers(room.0, &ids)

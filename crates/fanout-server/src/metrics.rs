@@ -24,6 +24,7 @@ pub struct Metrics {
     nacks: IntCounterVec,
     keyframe_requests: IntCounterVec,
     packets_dropped: IntCounterVec,
+    twcc_feedback: IntCounterVec,
     worker_peers: IntGaugeVec,
     worker_rooms: IntGaugeVec,
     worker_busy: CounterVec,
@@ -100,6 +101,7 @@ impl Metrics {
             nacks: counter(r, "fanout_nacks_total", "NACKed sequence numbers: received from subscribers, served from the cache, sent to publishers", &["direction"]),
             keyframe_requests: counter(r, "fanout_keyframe_requests_total", "PLI/FIR received from subscribers and sent upstream", &["direction"]),
             packets_dropped: counter(r, "fanout_packets_dropped_total", "RTP packets not forwarded, by reason", &["reason"]),
+            twcc_feedback: counter(r, "fanout_twcc_feedback_sent_total", "Transport-wide congestion-control feedback packets sent to publishers", &[]),
             worker_peers: gauge(r, "fanout_worker_peers", "Peer connections per media worker", &["worker"]),
             worker_rooms: gauge(r, "fanout_worker_rooms", "Rooms per media worker", &["worker"]),
             worker_send_calls: counter(
@@ -139,6 +141,7 @@ impl Metrics {
             registry,
         };
         // Series that exist before anything happens, so dashboards and alerts see zeros, not gaps.
+        m.twcc_feedback.with_label_values::<&str>(&[]);
         for result in ["ok", "retry", "dropped"] {
             m.callbacks.with_label_values(&[result]);
         }
@@ -175,6 +178,7 @@ impl Metrics {
         let mut nacks = [0u64; 3];
         let mut keyframes = [0u64; 2];
         let mut dropped = [0u64; 4];
+        let mut twcc_feedback = 0u64;
         for (n, w) in state.media.stats().iter().enumerate() {
             for (sum, counters) in
                 sums.iter_mut()
@@ -193,6 +197,7 @@ impl Metrics {
             dropped[1] += w.dropped_out_of_window.load(Ordering::Relaxed);
             dropped[2] += w.dropped_limit.load(Ordering::Relaxed);
             dropped[3] += w.dropped_unknown.load(Ordering::Relaxed);
+            twcc_feedback += w.twcc_feedback_sent.load(Ordering::Relaxed);
             let worker = n.to_string();
             self.worker_peers
                 .with_label_values(&[&worker])
@@ -237,6 +242,7 @@ impl Metrics {
         mirror(&self.nacks, &["sent_upstream"], nacks[2]);
         mirror(&self.keyframe_requests, &["received"], keyframes[0]);
         mirror(&self.keyframe_requests, &["sent_upstream"], keyframes[1]);
+        mirror(&self.twcc_feedback, &[], twcc_feedback);
         for (reason, n) in ["duplicate", "out_of_window", "limit", "unknown"]
             .iter()
             .zip(dropped)

@@ -75,6 +75,7 @@ async fn metrics_endpoint_exposes_the_server_state() {
         "fanout_nacks_total",
         "fanout_keyframe_requests_total",
         "fanout_packets_dropped_total",
+        "fanout_twcc_feedback_sent_total",
         "fanout_worker_peers",
         "fanout_worker_rooms",
         "fanout_worker_busy_seconds_total",
@@ -113,6 +114,11 @@ async fn metrics_endpoint_exposes_the_server_state() {
     assert!(
         sample(&text, "process_cpu_seconds_total", &[]).is_some(),
         "{text}"
+    );
+    assert_eq!(
+        sample(&text, "fanout_twcc_feedback_sent_total", &[]),
+        Some(0.0),
+        "a series from the start: {text}"
     );
 
     let mut clients = populate(&server).await;

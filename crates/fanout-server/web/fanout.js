@@ -205,8 +205,10 @@ class SerialQueue {
  * - server events, renamed with dashes, detail = the event's fields: `user-entered` {user_id,
  *   role_name}, `user-exited` {user_id, reason}, `role-changed` {user_id, role_name}, `kicked`
  *   {reason}, `stream-added` {user_id, kind}, `stream-removed` {user_id, kind}, `limit-exceeded`
- *   {kind, reason}, `active-speakers` {user_ids}, `offer` {sdp, tracks} (handled by the SDK; for
- *   information).
+ *   {kind, reason}, `active-speakers` {user_ids}, `stream-paused` {user_id, kind, reason:
+ *   'bandwidth'} (a received stream stopped: this connection's estimated bandwidth does not fit even
+ *   its lowest layer; show a placeholder, not a frozen picture), `stream-resumed` {user_id, kind},
+ *   `offer` {sdp, tracks} (handled by the SDK; for information).
  * - `server-event` {event, ...}: every server event, raw.
  * - `connection-state` {target: 'publisher'|'subscriber', state, iceState}: RTCPeerConnection states.
  * - `disconnected` {code, reason}: the WebSocket closed (the client left its room).
@@ -524,6 +526,28 @@ export class FanoutClient extends EventTarget {
     const fields = { user_id: userId, kind, enabled: !!enabled };
     if (layer) fields.layer = layer;
     await this._request('set_subscription', fields);
+  }
+
+  /**
+   * Says how a received stream is shown, so that the server sends no more than it needs: the
+   * largest size it is rendered at (the server forwards the smallest simulcast layer that covers
+   * it; 0 or absent: no limit), whether it is paused (hidden: nothing is sent, the track stays
+   * negotiated, and resuming is immediate), and its priority when bandwidth is short (0-255,
+   * higher first; screen shares and active speakers come first among equals).
+   * @param {string} userId
+   * @param {StreamKind} kind
+   * @param {{maxWidth?: number, maxHeight?: number, paused?: boolean, priority?: number}} constraints
+   */
+  async setVideoConstraints(userId, kind, { maxWidth = 0, maxHeight = 0, paused = false, priority = 0 } = {}) {
+    await this._request('set_subscription', {
+      user_id: userId,
+      kind,
+      enabled: true,
+      max_width: Math.max(0, Math.round(maxWidth)),
+      max_height: Math.max(0, Math.round(maxHeight)),
+      paused: !!paused,
+      priority: Math.max(0, Math.min(255, Math.round(priority))),
+    });
   }
 
   /** Keep-alive / round trip. The SDK pings every 5 s by itself. */

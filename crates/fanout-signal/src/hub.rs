@@ -8,7 +8,7 @@ use crate::ids::{RoomId, UserId};
 use crate::media::{
     LayerChoice, MediaOut, MediaTarget, PublishLimits, PublishPlan, StreamKind, WantedStream,
 };
-use crate::protocol::{EnterRoom, Event, ExitReason, KickReason, OfferTrack, Request};
+use crate::protocol::{Constraints, EnterRoom, Event, ExitReason, KickReason, OfferTrack, Request};
 use fanout_auth::{AuthError, Privileges};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -356,8 +356,9 @@ impl Hub {
                 kind,
                 enabled,
                 layer,
+                constraints,
             } => self
-                .set_subscription(conn, &user_id, kind, enabled, layer)
+                .set_subscription(conn, &user_id, kind, enabled, layer, constraints)
                 .map(Reply::Now),
         }
     }
@@ -945,6 +946,7 @@ impl Hub {
         kind: StreamKind,
         enabled: bool,
         layer: Option<LayerChoice>,
+        constraints: Option<Constraints>,
     ) -> Result<Value, SignalError> {
         let seat = self
             .conns
@@ -982,6 +984,14 @@ impl Hub {
                 publisher,
                 kind,
                 layer,
+            });
+        }
+        if let Some(constraints) = constraints {
+            self.media.push_back(MediaOut::SetConstraints {
+                target,
+                publisher,
+                kind,
+                constraints,
             });
         }
         self.resubscribe(seat.app, &seat.room);
@@ -1182,6 +1192,48 @@ impl Hub {
             self.events
                 .push_back((conn, Event::LimitExceeded { kind, reason }));
         }
+    }
+
+    /// A stream `subscriber` receives from `publisher` was paused for bandwidth (`paused`) or
+    /// resumed.
+    pub fn media_stream_paused(
+        &mut self,
+        subscriber: u64,
+        publisher: u64,
+        kind: StreamKind,
+        paused: bool,
+    ) {
+        let Some((seat, member)) = self.member_of(subscriber) else {
+            return;
+        };
+        let Some(conn) = member.conn else {
+            return;
+        };
+        let Some(room) = self
+            .apps
+            .get(&seat.app)
+            .and_then(|a| a.rooms.get(&seat.room))
+        else {
+            return;
+        };
+        let Some(user_id) = room
+            .members
+            .values()
+            .find(|m| m.participant == publisher)
+            .map(|m| m.user.as_str().to_string())
+        else {
+            return;
+        };
+        let event = if paused {
+            Event::StreamPaused {
+                user_id,
+                kind,
+                reason: "bandwidth",
+            }
+        } else {
+            Event::StreamResumed { user_id, kind }
+        };
+        self.events.push_back((conn, event));
     }
 
     /// The loudest participants of a room (by media handle), loudest first.

@@ -22,4 +22,4 @@ pub use ids::{RoomId, UserId};
 pub use media::{
     LayerChoice, MediaOut, MediaTarget, PublishLimits, PublishPlan, StreamKind, WantedStream,
 };
-pub use protocol::{Event, ExitReason, KickReason, Request};
+pub use protocol::{Constraints, Event, ExitReason, KickReason, Request, MAX_RENDER_SIDE};

@@ -98,6 +98,13 @@ pub enum MediaOut {
         kind: StreamKind,
         layer: LayerChoice,
     },
+    /// How `target` shows one received stream (rendered size, pause, priority).
+    SetConstraints {
+        target: MediaTarget,
+        publisher: u64,
+        kind: StreamKind,
+        constraints: crate::protocol::Constraints,
+    },
     /// Stop forwarding everything `target` publishes.
     StopPublishing { target: MediaTarget },
     /// `target`'s client came back on new connections: close the old ones, keep its publications

@@ -29,12 +29,14 @@ pub enum Request {
     SubscribeAnswer {
         sdp: String,
     },
-    /// Receive (or stop receiving) one stream of another user, optionally choosing its layer.
+    /// Receive (or stop receiving) one stream of another user, optionally choosing its layer and
+    /// saying how it is shown.
     SetSubscription {
         user_id: String,
         kind: StreamKind,
         enabled: bool,
         layer: Option<LayerChoice>,
+        constraints: Option<Constraints>,
     },
     /// A trickled client ICE candidate for one of the two connections.
     IceCandidate {
@@ -266,12 +268,56 @@ fn parse_set_subscription(obj: &Map<String, Value>) -> Result<Request, SignalErr
             ))
         }
     };
+    let constraints = parse_constraints(obj)?;
     Ok(Request::SetSubscription {
         user_id,
         kind,
         enabled,
         layer,
+        constraints,
     })
+}
+
+/// `max_width`, `max_height`, `paused`, `priority`: `None` when none is given (the fields absent
+/// then take their defaults).
+fn parse_constraints(obj: &Map<String, Value>) -> Result<Option<Constraints>, SignalError> {
+    let fields = ["max_width", "max_height", "paused", "priority"];
+    if !fields
+        .iter()
+        .any(|f| obj.get(*f).is_some_and(|v| !v.is_null()))
+    {
+        return Ok(None);
+    }
+    let side = |field: &'static str| -> Result<u32, SignalError> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(0),
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= MAX_RENDER_SIDE => Ok(n as u32),
+                _ => Err(type_error(
+                    field,
+                    &format!("an integer from 0 to {MAX_RENDER_SIDE}"),
+                )),
+            },
+        }
+    };
+    let paused = match obj.get("paused") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(type_error("paused", "a boolean")),
+    };
+    let priority = match obj.get("priority") {
+        None | Some(Value::Null) => 0,
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= 255 => n as u8,
+            _ => return Err(type_error("priority", "an integer from 0 to 255")),
+        },
+    };
+    Ok(Some(Constraints {
+        max_width: side("max_width")?,
+        max_height: side("max_height")?,
+        paused,
+        priority,
+    }))
 }
 
 fn type_error(field: &str, what: &str) -> SignalError {
@@ -338,6 +384,20 @@ pub enum ExitReason {
     Kicked,
 }
 
+/// How a subscriber shows one received stream (`set_subscription`'s optional fields): the largest
+/// size it renders it at (0: no limit), whether it is paused (negotiated but not sent), and its
+/// priority when bandwidth is short (higher first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Constraints {
+    pub max_width: u32,
+    pub max_height: u32,
+    pub paused: bool,
+    pub priority: u8,
+}
+
+/// Largest `max_width`/`max_height` accepted (8K).
+pub const MAX_RENDER_SIDE: u64 = 7680;
+
 /// Why a connection was removed from its room, as `kicked` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KickReason {
@@ -394,6 +454,18 @@ pub enum Event {
     ActiveSpeakers {
         user_ids: Vec<String>,
     },
+    /// A stream this connection receives is no longer sent: the estimated bandwidth does not fit
+    /// even its lowest layer (`reason` is `"bandwidth"`).
+    StreamPaused {
+        user_id: String,
+        kind: StreamKind,
+        reason: &'static str,
+    },
+    /// A stream paused for bandwidth is sent again.
+    StreamResumed {
+        user_id: String,
+        kind: StreamKind,
+    },
     /// The server is shutting down: no new entries; users should move within `grace_secs`.
     ServerShutdown {
         grace_secs: u64,
@@ -424,6 +496,50 @@ mod tests {
             Err(e) => e.code(),
             Ok(r) => panic!("expected an error, got {r:?}"),
         }
+    }
+
+    #[test]
+    fn set_subscription_constraints() {
+        let base =
+            r#"{"req":1,"op":"set_subscription","user_id":"a","kind":"video","enabled":true"#;
+        let parsed = |extra: &str| parse(&format!("{base}{extra}}}")).request;
+        match parsed("") {
+            Ok(Request::SetSubscription { constraints, .. }) => assert_eq!(constraints, None),
+            other => panic!("{other:?}"),
+        }
+        match parsed(r#","max_width":320,"max_height":180,"priority":2"#) {
+            Ok(Request::SetSubscription { constraints, .. }) => assert_eq!(
+                constraints,
+                Some(Constraints {
+                    max_width: 320,
+                    max_height: 180,
+                    paused: false,
+                    priority: 2
+                })
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parsed(r#","paused":true"#) {
+            Ok(Request::SetSubscription { constraints, .. }) => {
+                assert_eq!(constraints.map(|c| c.paused), Some(true))
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            r#","max_width":7681"#,
+            r#","max_width":-1"#,
+            r#","max_height":1.5"#,
+            r#","max_height":"180""#,
+            r#","max_width":18446744073709551616"#,
+            r#","paused":"yes""#,
+            r#","priority":256"#,
+            r#","priority":-3"#,
+        ] {
+            let err = parsed(bad).expect_err(bad);
+            assert_eq!(err.code(), -3344, "{bad}");
+        }
+        let err = parsed(r#","priority":256"#).unwrap_err();
+        assert!(err.to_string().contains("priority"), "{err}");
     }
 
     #[test]

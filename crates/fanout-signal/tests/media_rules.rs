@@ -288,6 +288,7 @@ fn set_subscription_turns_one_stream_off_and_on() {
         kind: StreamKind::Video,
         enabled: false,
         layer: None,
+        constraints: None,
     };
     h.handle(2, off, now()).unwrap();
     let (_, media) = drain(&mut h);
@@ -300,6 +301,7 @@ fn set_subscription_turns_one_stream_off_and_on() {
         kind: StreamKind::Video,
         enabled: true,
         layer: Some(fanout_signal::LayerChoice::Low),
+        constraints: None,
     };
     h.handle(2, on, now()).unwrap();
     let (_, media) = drain(&mut h);
@@ -313,8 +315,108 @@ fn set_subscription_turns_one_stream_off_and_on() {
         kind: StreamKind::Video,
         enabled: true,
         layer: None,
+        constraints: None,
     };
     assert_eq!(h.handle(2, unknown, now()).unwrap_err().code(), -3319);
+}
+
+#[test]
+fn constraints_reach_the_media_worker_for_the_named_stream() {
+    let mut h = hub(false);
+    enter(&mut h, 1, "alice", None).unwrap();
+    enter(&mut h, 2, "bob", None).unwrap();
+    let alice = participant(&mut h, 1);
+    let bob = participant(&mut h, 2);
+    h.media_published(alice, StreamKind::Video);
+    drain(&mut h);
+    let c = fanout_signal::Constraints {
+        max_width: 320,
+        max_height: 180,
+        paused: false,
+        priority: 3,
+    };
+    let req = Request::SetSubscription {
+        user_id: "alice".into(),
+        kind: StreamKind::Video,
+        enabled: true,
+        layer: None,
+        constraints: Some(c),
+    };
+    h.handle(2, req, now()).unwrap();
+    let (_, media) = drain(&mut h);
+    let sent: Vec<_> = media
+        .iter()
+        .filter_map(|m| match m {
+            MediaOut::SetConstraints {
+                target,
+                publisher,
+                kind,
+                constraints,
+            } => Some((target.participant, *publisher, *kind, *constraints)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![(bob, alice, StreamKind::Video, c)]);
+    // Without constraint fields nothing is sent about them.
+    let req = Request::SetSubscription {
+        user_id: "alice".into(),
+        kind: StreamKind::Video,
+        enabled: true,
+        layer: None,
+        constraints: None,
+    };
+    h.handle(2, req, now()).unwrap();
+    let (_, media) = drain(&mut h);
+    assert!(!media
+        .iter()
+        .any(|m| matches!(m, MediaOut::SetConstraints { .. })));
+}
+
+#[test]
+fn a_stream_paused_for_bandwidth_is_announced_to_its_subscriber_only() {
+    let mut h = hub(false);
+    enter(&mut h, 1, "alice", None).unwrap();
+    enter(&mut h, 2, "bob", None).unwrap();
+    enter(&mut h, 3, "carol", None).unwrap();
+    let alice = participant(&mut h, 1);
+    let bob = participant(&mut h, 2);
+    h.media_published(alice, StreamKind::Video);
+    drain(&mut h);
+    h.media_stream_paused(bob, alice, StreamKind::Video, true);
+    h.media_stream_paused(bob, alice, StreamKind::Video, false);
+    // Unknown participants are ignored.
+    h.media_stream_paused(9999, alice, StreamKind::Video, true);
+    h.media_stream_paused(bob, 9999, StreamKind::Video, true);
+    let (events, _) = drain(&mut h);
+    assert_eq!(
+        events,
+        vec![
+            (
+                2,
+                Event::StreamPaused {
+                    user_id: "alice".into(),
+                    kind: StreamKind::Video,
+                    reason: "bandwidth",
+                }
+            ),
+            (
+                2,
+                Event::StreamResumed {
+                    user_id: "alice".into(),
+                    kind: StreamKind::Video,
+                }
+            ),
+        ]
+    );
+    assert_eq!(
+        Event::StreamPaused {
+            user_id: "alice".into(),
+            kind: StreamKind::Video,
+            reason: "bandwidth",
+        }
+        .to_json(),
+        r#"{"event":"stream_paused","user_id":"alice","kind":"video","reason":"bandwidth"}"#
+    );
 }
 
 #[test]

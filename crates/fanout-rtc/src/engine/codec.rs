@@ -238,9 +238,12 @@ impl Extension {
     }
 }
 
-/// Which optional extensions a connection negotiates. abs-send-time and transport-wide-cc are off
-/// until the congestion controller reads them: accepting transport-cc without sending feedback
-/// would starve the browser's estimator.
+/// Which optional extensions a connection negotiates. transport-wide-cc (with `a=rtcp-fb
+/// transport-cc`) is on for publishing connections only: they answer it with feedback
+/// (`engine::twcc`), which the publisher's send-side estimator needs; accepting it without sending
+/// feedback would starve that estimator, which is why it stays off on subscribing connections
+/// until Fanout reads the feedback of what it sends. abs-send-time is off: nothing reads it.
+/// The default (both off) is what subscribing connections use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ExtensionPolicy {
     pub abs_send_time: bool,

@@ -77,6 +77,8 @@ pub struct Endpoint {
     pub(super) events: VecDeque<MediaEvent>,
     pub(super) tx: TxQueue,
     pub(super) counters: LocalCounters,
+    /// The earliest transport-cc feedback due on a publishing connection.
+    pub(super) twcc_due: Option<Instant>,
     /// Received payloads are copied here once and shared from here (see [`Endpoint::share`]).
     arena: BytesMut,
     retired: RouterStats,
@@ -99,6 +101,7 @@ impl Endpoint {
             events: VecDeque::new(),
             tx: TxQueue::default(),
             counters: LocalCounters::default(),
+            twcc_due: None,
             arena: BytesMut::with_capacity(ARENA_BYTES),
             retired: RouterStats::default(),
             next_id: 1,
@@ -292,7 +295,8 @@ impl Endpoint {
 
     // ------------------------------------------------------------------ time
 
-    /// Drives every connection's and router's timers and expires detached publications.
+    /// Drives every connection's and router's timers, sends the transport-cc feedback due and
+    /// expires detached publications.
     pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<Key> = self
             .peers
@@ -314,12 +318,15 @@ impl Endpoint {
         for room in rooms {
             self.router_input(room, Input::Timeout(now));
         }
+        self.send_twcc_feedback(now);
         self.expire_detached(now);
     }
 
-    /// When [`Self::handle_timeout`] should next run.
+    /// When [`Self::handle_timeout`] should next run: within a [`TICK`], sooner when a
+    /// transport-cc feedback is due.
     pub fn poll_timeout(&self, now: Instant) -> Instant {
-        now + TICK
+        let tick = now + TICK;
+        self.twcc_due.map_or(tick, |t| t.clamp(now, tick))
     }
 
     // ------------------------------------------------------------------ the router
@@ -433,8 +440,16 @@ impl Endpoint {
                 self.events
                     .push_back(MediaEvent::ActiveSpeakers { room, participants });
             }
-            // Only a bandwidth estimate pauses a stream, and none is fed to the routers yet.
-            RouterEvent::StreamPaused { .. } | RouterEvent::StreamResumed { .. } => {}
+            RouterEvent::StreamPaused {
+                subscriber,
+                down_track,
+                ..
+            } => self.stream_paused(subscriber, down_track, true),
+            RouterEvent::StreamResumed {
+                subscriber,
+                down_track,
+                ..
+            } => self.stream_paused(subscriber, down_track, false),
         }
     }
 

@@ -14,6 +14,8 @@
 //! - [`codec`]: the one codec table and header-extension table.
 //! - [`rtp`]: RTP headers and extensions read and written in place.
 //! - [`rtcp`]: compound RTCP walked in place; outgoing RTCP from `rtc-rtcp`'s types.
+//! - [`twcc`]: transport-wide congestion-control feedback: arrivals recorded, feedback written
+//!   (to publishers) and parsed.
 //! - [`endpoint`]: a worker's connections in a [`slab`], the demux, the routers and the glue
 //!   (publishing connections in `publisher`, subscribing ones in `subscriber`); datagrams
 //!   out through [`txqueue`].
@@ -33,4 +35,5 @@ pub mod sdp;
 pub mod slab;
 pub mod srtp;
 mod subscriber;
+pub mod twcc;
 pub mod txqueue;

@@ -95,7 +95,7 @@ pub fn answer_publish(
             _ => Direction::Inactive,
         };
         let max_kbps = want.and_then(|w| w.max_kbps);
-        let feedback = payload.feedback.and(ours(codec, local.extensions));
+        let feedback = payload.feedback.and(receiving(codec, local.extensions));
         let mut md = section_head(s.media, &s.mid, local, our_setup);
         if let Some(kbps) = max_kbps.filter(|_| direction == Direction::RecvOnly) {
             md.bandwidth.push(Bandwidth {
@@ -439,6 +439,15 @@ pub fn read_subscribe_answer(
 fn ours(codec: Codec, policy: ExtensionPolicy) -> Feedback {
     let mut fb = codec::spec(codec).feedback;
     fb.transport_cc = policy.transport_cc && codec != Codec::Opus;
+    fb
+}
+
+/// The feedback Fanout takes for what a publisher sends: the table's, plus transport-cc when its
+/// policy allows, audio included (the feedback reports every packet numbered with the
+/// transport-wide sequence extension, whatever its stream).
+fn receiving(codec: Codec, policy: ExtensionPolicy) -> Feedback {
+    let mut fb = codec::spec(codec).feedback;
+    fb.transport_cc = policy.transport_cc;
     fb
 }
 

@@ -1,6 +1,7 @@
 //! Publishing connections: the answer to a publisher's offer, its RTP in (streams recognised by
-//! SSRC, mid and rid; RTX unwrapped), its sender reports, and the feedback the router sends it
-//! (PLI, NACK, receiver reports, REMB).
+//! SSRC, mid and rid; RTX unwrapped), its sender reports, the feedback the router sends it
+//! (PLI, NACK, receiver reports, REMB) and the transport-wide congestion-control feedback the
+//! connection sends it (arrivals recorded per packet, feedback every [`twcc::FEEDBACK_INTERVAL`]).
 
 use super::codec::ExtensionIds;
 use super::conn::Remote;
@@ -11,6 +12,7 @@ use super::rtp::Header;
 use super::sdp::{Description, MediaType};
 use super::slab::Key;
 use super::srtp::Profile;
+use super::twcc;
 use crate::api::{MediaError, MediaEvent, RoleLimits, SrtpPolicy};
 use crate::stats::kind_index;
 use bytes::Bytes;
@@ -40,6 +42,11 @@ pub(super) struct PubState {
     /// (publication, layer) -> media SSRC, for the feedback the router sends up.
     layers: Vec<(PublicationId, Layer, u32)>,
     stopped: bool,
+    /// Arrivals of the packets numbered with the transport-wide sequence extension.
+    twcc: twcc::Recorder,
+    /// The SSRC of the last such packet: the feedback's media source (libwebrtc ignores transport
+    /// feedback about an SSRC it does not send).
+    twcc_ssrc: u32,
 }
 
 /// Simulcast rids, lowest first by convention: `q`/`l`/`low` = 0, `h`/`m`/`mid` = 1, `f`/`high` = 2;
@@ -89,7 +96,7 @@ impl Endpoint {
             .collect();
         let existing = self.participant_entry(id, room).publisher;
         let existing = existing.filter(|k| self.peers.get(*k).is_some());
-        let local = match existing.and_then(|k| self.peers.get_mut(k)) {
+        let mut local = match existing.and_then(|k| self.peers.get_mut(k)) {
             Some(Peer {
                 role: Role::Publisher(pb),
                 ..
@@ -99,6 +106,8 @@ impl Endpoint {
             }
             _ => self.new_local(),
         };
+        // Publishing connections negotiate transport-wide-cc: they answer it with feedback.
+        local.extensions.transport_cc = true;
         let answer = answer_publish(&offer, &local, &wanted)
             .map_err(|e| MediaError::BadSdp(e.to_string()))?;
         let sections: Vec<(Incoming, MediaKind)> = answer
@@ -145,6 +154,8 @@ impl Endpoint {
                     streams: HashMap::new(),
                     layers: Vec::new(),
                     stopped: false,
+                    twcc: twcc::Recorder::new(now),
+                    twcc_ssrc: 0,
                 };
                 let key = self.add_peer(
                     now,
@@ -229,6 +240,17 @@ impl Endpoint {
         let Role::Publisher(pb) = &mut peer.role else {
             return;
         };
+        let ids = pb.extensions;
+        let ext = h.extensions(packet, &ids);
+        // Every numbered packet counts for the sender's estimator (RTX and padding probes too), so
+        // it is recorded before any reason to drop it.
+        if let Some(seq) = ext.transport_seq {
+            pb.twcc.record(seq, now);
+            pb.twcc_ssrc = h.ssrc;
+            if let Some(due) = pb.twcc.due() {
+                self.twcc_due = Some(self.twcc_due.map_or(due, |d| d.min(due)));
+            }
+        }
         if pb.stopped {
             return;
         }
@@ -242,14 +264,6 @@ impl Endpoint {
                 }
             },
         };
-        let Some(Peer {
-            role: Role::Publisher(pb),
-            ..
-        }) = self.peers.get_mut(key)
-        else {
-            return;
-        };
-        let ext = h.extensions(packet, &pb.extensions);
         let audio_level = ext.audio_level.map(|(_, level)| level);
         let payload = &packet[h.payload_start..h.payload_end];
         let (ssrc, sequence, payload_type, payload) = match stream.repairs {
@@ -556,6 +570,52 @@ impl Endpoint {
             ssrcs,
         };
         self.send_rtcp(key, &[&remb]);
+    }
+
+    /// Sends the transport-cc feedback of every publishing connection whose feedback is due, and
+    /// notes when the next one is. Nothing is allocated: the feedback is written into the
+    /// connection's slots and sealed there.
+    pub(super) fn send_twcc_feedback(&mut self, now: Instant) {
+        if self.twcc_due.is_none_or(|t| t > now) {
+            return;
+        }
+        let mut next: Option<Instant> = None;
+        let Endpoint {
+            peers,
+            tx,
+            counters,
+            ..
+        } = self;
+        for (_, peer) in peers.iter_mut() {
+            let Role::Publisher(pb) = &mut peer.role else {
+                continue;
+            };
+            if pb.twcc.due().is_some_and(|t| t <= now) {
+                let to = peer.conn.remote().filter(|_| peer.conn.is_connected());
+                loop {
+                    let slot = tx.next_slot();
+                    let Some(n) = pb.twcc.build_feedback(
+                        now,
+                        0,
+                        pb.twcc_ssrc,
+                        &mut slot[..twcc::MAX_FEEDBACK_BYTES],
+                    ) else {
+                        break;
+                    };
+                    let Some(to) = to else {
+                        continue;
+                    };
+                    if let Ok(len) = peer.conn.protect_rtcp(&mut slot[..], n) {
+                        tx.commit(to, len);
+                        counters.twcc_feedback_sent += 1;
+                    }
+                }
+            }
+            if let Some(t) = pb.twcc.due() {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        self.twcc_due = next;
     }
 
     /// Marshals `packets` into a slot, seals it and queues it to the connection's peer.

@@ -1,6 +1,7 @@
 //! RTCP as the router needs it. Received compound packets are walked in place, without
 //! allocating (`rtc-rtcp`'s unmarshal boxes every packet): sender and receiver reports, PLI, FIR,
-//! generic NACK and REMB are read, the rest is skipped. Outgoing RTCP is built from `rtc-rtcp`'s
+//! generic NACK and REMB are read, transport-cc feedback is passed on raw (read by
+//! [`super::twcc::parse_body`]), the rest is skipped. Outgoing RTCP is built from `rtc-rtcp`'s
 //! types and marshalled into the caller's buffer.
 
 use rtc::rtcp;

@@ -12,7 +12,7 @@ use super::sdp::{Description, MediaType};
 use super::slab::Key;
 use super::srtp::Profile;
 use super::txqueue::SLOT_BYTES;
-use crate::api::{MediaError, MediaEvent, StreamRef};
+use crate::api::{MediaError, MediaEvent, StreamRef, VideoConstraints};
 use crate::stats::kind_index;
 use bytes::Bytes;
 use fanout_forward::{
@@ -32,6 +32,8 @@ struct Down {
     ssrc: u32,
     payload_type: u8,
     layer: LayerPreference,
+    /// The subscriber's constraints, once it sent some (kept across re-adds to the router).
+    constraints: Option<VideoConstraints>,
     /// Index of its section in [`SubState::sections`].
     section: usize,
     /// Where NACKed packets are resent, once the subscriber accepted RTX.
@@ -290,6 +292,7 @@ impl Endpoint {
                 ssrc,
                 payload_type: super::codec::spec(*codec).pt,
                 layer: LayerPreference::High,
+                constraints: None,
                 section,
                 rtx: None,
                 negotiated: false,
@@ -512,6 +515,73 @@ impl Endpoint {
         }
     }
 
+    /// How the subscriber shows one received stream (kept for the down-track's next add to the
+    /// router, and applied now if it is there).
+    pub fn set_video_constraints(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        publisher: ParticipantId,
+        kind: MediaKind,
+        constraints: VideoConstraints,
+    ) {
+        let Some(key) = self.participants.get(&id).and_then(|p| p.subscriber) else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        let room = peer.room;
+        let Role::Subscriber(sb) = &mut peer.role else {
+            return;
+        };
+        let Some(d) = sb
+            .downs
+            .iter_mut()
+            .flatten()
+            .find(|d| d.publisher == publisher && d.kind == kind)
+        else {
+            return;
+        };
+        d.constraints = Some(constraints);
+        if d.in_router {
+            let command = constraints_command(d.id, constraints);
+            self.router_input(room, Input::Command { now, command });
+        }
+    }
+
+    /// The router paused (or resumed) one of `subscriber`'s down-tracks for bandwidth: tell
+    /// signalling which stream that is.
+    pub(super) fn stream_paused(
+        &mut self,
+        subscriber: ParticipantId,
+        down_track: DownTrackId,
+        paused: bool,
+    ) {
+        let Some(key) = self
+            .participants
+            .get(&subscriber)
+            .and_then(|p| p.subscriber)
+        else {
+            return;
+        };
+        let Some(Peer {
+            role: Role::Subscriber(sb),
+            ..
+        }) = self.peers.get_mut(key)
+        else {
+            return;
+        };
+        if let Some(d) = sb.down_mut(down_track) {
+            self.events.push_back(MediaEvent::StreamPaused {
+                participant: subscriber,
+                publisher: d.publisher,
+                kind: d.kind,
+                paused,
+            });
+        }
+    }
+
     /// WHEP: answers a player's receive-only offer with up to one audio and one video stream
     /// (camera preferred over screen share) among `streams`.
     pub fn whep_subscribe(
@@ -610,6 +680,7 @@ impl Endpoint {
                     ssrc: t.ssrc,
                     payload_type: p.pt,
                     layer: LayerPreference::High,
+                    constraints: None,
                     section: slot,
                     rtx: match (p.rtx_pt, t.rtx_ssrc) {
                         (Some(payload_type), Some(ssrc)) => Some(Rtx {
@@ -810,22 +881,38 @@ impl Endpoint {
     }
 }
 
-/// AddDownTrack commands for the subscriber's negotiated down-tracks not yet in the router.
+fn constraints_command(down_track: DownTrackId, c: VideoConstraints) -> Command {
+    Command::SetVideoConstraints {
+        down_track,
+        max_width: c.max_width,
+        max_height: c.max_height,
+        paused: c.paused,
+        priority: c.priority,
+    }
+}
+
+/// AddDownTrack commands (and the constraints already set) for the subscriber's negotiated
+/// down-tracks not yet in the router.
 fn pending_down_tracks(id: ParticipantId, sb: &mut SubState) -> Vec<Command> {
-    sb.downs
+    let mut out = Vec::new();
+    for d in sb
+        .downs
         .iter_mut()
         .flatten()
         .filter(|d| d.negotiated && !d.in_router)
-        .map(|d| {
-            d.in_router = true;
-            Command::AddDownTrack {
-                id: d.id,
-                publication: d.publication,
-                subscriber: id,
-                ssrc: d.ssrc,
-                payload_type: d.payload_type,
-                layer: d.layer,
-            }
-        })
-        .collect()
+    {
+        d.in_router = true;
+        out.push(Command::AddDownTrack {
+            id: d.id,
+            publication: d.publication,
+            subscriber: id,
+            ssrc: d.ssrc,
+            payload_type: d.payload_type,
+            layer: d.layer,
+        });
+        if let Some(c) = d.constraints {
+            out.push(constraints_command(d.id, c));
+        }
+    }
+    out
 }

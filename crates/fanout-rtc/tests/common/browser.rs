@@ -254,14 +254,14 @@ impl Net {
     }
 
     /// Browser `i` publishes `fixture_name` as `participant` (mids "0" audio, "1" video) and
-    /// connects.
+    /// connects; returns the server's answer.
     pub fn publish(
         &mut self,
         i: usize,
         participant: ParticipantId,
         room: RoomId,
         fixture_name: &str,
-    ) {
+    ) -> String {
         let offer = self.browsers[i].offer(fixture_name);
         let tracks = vec![
             ("0".to_string(), MediaKind::Audio),
@@ -281,17 +281,18 @@ impl Net {
             .expect("answered");
         self.browsers[i].take_server_description(&answer);
         assert!(self.connect(i), "publisher {i} connects");
+        answer
     }
 
     /// Browser `i` subscribes to `streams` as `participant`: the endpoint's offer, the
-    /// browser's answer, then ICE and DTLS.
+    /// browser's answer, then ICE and DTLS; returns the offer.
     pub fn subscribe(
         &mut self,
         i: usize,
         participant: ParticipantId,
         room: RoomId,
         streams: Vec<StreamRef>,
-    ) {
+    ) -> String {
         let now = self.now;
         self.endpoint
             .set_subscriptions(now, participant, room, streams);
@@ -310,5 +311,6 @@ impl Net {
             .subscribe_answer(now, participant, &answer)
             .expect("answer taken");
         assert!(self.connect(i), "subscriber {i} connects");
+        offer
     }
 }
