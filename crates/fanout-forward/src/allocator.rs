@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 pub const UPGRADE_HOLD: Duration = Duration::from_secs(2);
 /// A higher allocation must fit with this headroom.
 pub const UPGRADE_MARGIN: f64 = 1.1;
+/// A video is paused only once its lowest layer has not fitted for this long: a pause is a
+/// blank tile, and one overuse cut (a keyframe's burst) must not cause it.
+pub const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
 /// Orders allocations: paused below every layer, `Any` above them.
 fn level(a: Allowed) -> i16 {
@@ -43,9 +46,12 @@ pub(crate) struct Candidate {
     pub client_paused: bool,
     pub current: Allowed,
     pub upgrade_since: Option<Instant>,
-    /// The allocation decided, and its hold timer.
+    /// Since when its lowest layer has not fitted (not paused yet).
+    pub short_since: Option<Instant>,
+    /// The allocation decided, and its timers.
     pub next: Allowed,
     pub next_upgrade_since: Option<Instant>,
+    pub next_short_since: Option<Instant>,
 }
 
 impl Candidate {
@@ -69,6 +75,7 @@ pub(crate) fn allocate(now: Instant, budget_bps: u64, group: &mut [Candidate]) -
     for c in group.iter_mut() {
         c.next = Allowed::Any;
         c.next_upgrade_since = None;
+        c.next_short_since = None;
         if c.audio {
             left -= c.rates[0] as f64;
             desired += c.rates[0];
@@ -94,6 +101,16 @@ pub(crate) fn allocate(now: Instant, budget_bps: u64, group: &mut [Candidate]) -
         if need * margin <= left {
             left -= need;
             c.next = Allowed::UpTo(low);
+        } else if level(c.current) >= 0 {
+            // Short, but not for long yet: its lowest layer, until it has been so for a while.
+            let since = c.short_since.unwrap_or(now);
+            if now.saturating_duration_since(since) >= PAUSE_AFTER {
+                c.next = Allowed::Paused(PauseReason::Bandwidth);
+            } else {
+                left -= need;
+                c.next = Allowed::UpTo(low);
+                c.next_short_since = Some(since);
+            }
         } else {
             c.next = Allowed::Paused(PauseReason::Bandwidth);
         }
@@ -158,8 +175,10 @@ mod tests {
             client_paused: false,
             current: Allowed::Any,
             upgrade_since: None,
+            short_since: None,
             next: Allowed::Any,
             next_upgrade_since: None,
+            next_short_since: None,
         }
     }
 
@@ -175,6 +194,7 @@ mod tests {
         for c in group.iter_mut() {
             c.current = c.next;
             c.upgrade_since = c.next_upgrade_since;
+            c.short_since = c.next_short_since;
         }
     }
 
@@ -212,6 +232,12 @@ mod tests {
         let t0 = Instant::now();
         let mut g = vec![audio(1), video(2, (0, false, false), SIMULCAST)];
         allocate(t0, 150_000, &mut g);
+        assert_eq!(of(&g, 2), Allowed::UpTo(0), "short, but only just");
+        apply(&mut g);
+        allocate(t0 + Duration::from_millis(500), 150_000, &mut g);
+        assert_eq!(of(&g, 2), Allowed::UpTo(0));
+        apply(&mut g);
+        allocate(t0 + PAUSE_AFTER, 150_000, &mut g);
         assert_eq!(of(&g, 2), Allowed::Paused(PauseReason::Bandwidth));
         assert_eq!(of(&g, 1), Allowed::Any, "audio never paused");
         apply(&mut g);

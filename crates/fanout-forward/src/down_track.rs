@@ -55,6 +55,7 @@ pub(crate) struct DownTrack {
     /// The stream allocator's decision, and since when a higher one has fitted.
     pub(crate) allowed: Allowed,
     pub(crate) upgrade_since: Option<Instant>,
+    pub(crate) short_since: Option<Instant>,
     /// The subscriber's constraints (`SetVideoConstraints`).
     pub(crate) max_size: (u32, u32),
     pub(crate) client_paused: bool,
@@ -94,6 +95,7 @@ impl DownTrack {
             last_receiver_report: None,
             allowed: Allowed::Any,
             upgrade_since: None,
+            short_since: None,
             max_size: (0, 0),
             client_paused: false,
             priority: 0,

@@ -22,7 +22,7 @@ mod seq_rewriter;
 mod seq_window;
 mod speakers;
 
-pub use allocator::{UPGRADE_HOLD, UPGRADE_MARGIN};
+pub use allocator::{PAUSE_AFTER, UPGRADE_HOLD, UPGRADE_MARGIN};
 pub use api::*;
 pub use bitrate::BITRATE_WINDOW;
 pub use down_track::DownTrackInfo;

@@ -471,8 +471,10 @@ impl Router {
                     client_paused: dt.client_paused,
                     current: dt.allowed,
                     upgrade_since: dt.upgrade_since,
+                    short_since: dt.short_since,
                     next: Allowed::Any,
                     next_upgrade_since: None,
+                    next_short_since: None,
                 });
             }
         }
@@ -505,6 +507,7 @@ impl Router {
                 continue;
             };
             dt.upgrade_since = c.next_upgrade_since;
+            dt.short_since = c.next_short_since;
             if dt.allowed == c.next {
                 continue;
             }

@@ -153,6 +153,12 @@ fn a_video_that_cannot_fit_its_lowest_layer_is_paused_and_resumed_with_events() 
     sim.run(Duration::from_millis(500));
     assert_eq!(
         sim.allowed(SLOW_CAM),
+        Allowed::UpTo(0),
+        "not paused for one short moment"
+    );
+    sim.run(PAUSE_AFTER);
+    assert_eq!(
+        sim.allowed(SLOW_CAM),
         Allowed::Paused(PauseReason::Bandwidth)
     );
     let out = sim.room.take();

@@ -64,6 +64,17 @@ pub struct LocalCounters {
     pub dropped_retransmissions: u64,
     /// Transport-cc feedback packets sent to publishers.
     pub twcc_feedback_sent: u64,
+    /// Transport-cc feedback packets received from subscribers, and refused as malformed.
+    pub twcc_feedback_received: u64,
+    pub twcc_feedback_refused: u64,
+    /// Probe clusters started on subscribing connections, and padding bytes sent for them.
+    pub probe_clusters: u64,
+    pub padding_bytes: u64,
+    /// Video packets the subscribers' pacers held and released (and their total wait), and
+    /// dropped for waiting too long or overflowing.
+    pub pacer_released: u64,
+    pub pacer_delay_us: u64,
+    pub pacer_dropped: u64,
 }
 
 impl WorkerStats {

@@ -493,15 +493,14 @@ fn a_publisher_gets_transport_wide_feedback_on_every_numbered_packet() {
         );
     }
     assert_eq!(net.endpoint.counters().twcc_feedback_sent, fb.len() as u64);
-    // Subscriber connections do not negotiate it (yet).
+    // Subscriber connections offer it too, for their own estimators (tests/congestion.rs).
     let offer = net.subscribe(
         1,
         ParticipantId(11),
         ROOM,
         vec![stream(1, MediaKind::Audio)],
     );
-    assert!(!offer.contains("transport-wide-cc"), "{offer}");
-    assert!(!offer.contains("transport-cc"), "{offer}");
+    assert!(offer.contains("transport-wide-cc"), "{offer}");
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! clusters [`SendSideBwe::poll_probe`] asks for (padding or retransmissions), and a cluster's
 //! measured rate lifts the estimate. The allocator says what it would like to send
 //! ([`SendSideBwe::set_desired`]); probing happens only while that is more than the estimate.
+//! A [`Pacer`] per connection spreads video bursts at 2.5x the estimate.
 
 mod acked;
 mod aimd;
@@ -20,10 +21,12 @@ mod history;
 mod inter_arrival;
 mod loss;
 mod one_way;
+mod pacer;
 mod probe;
 mod trendline;
 
 pub use history::HISTORY_SIZE;
+pub use pacer::{Pacer, PacerStats, MAX_BURST, MAX_QUEUE, MAX_QUEUE_DELAY, PACING_FACTOR};
 pub use probe::{ProbeCluster, ProbeId, PROBE_DURATION};
 pub use trendline::Usage;
 
@@ -300,6 +303,12 @@ impl SendSideBwe {
             self.aimd.rate_bps(),
             rtt,
         );
+    }
+
+    /// Probing has not finished: a probe in flight may still raise the estimate (at the start,
+    /// the estimate is a guess until the start probes have measured the path).
+    pub fn is_probing(&self) -> bool {
+        self.probes.in_flight()
     }
 
     /// The next probe cluster to send now, if any.

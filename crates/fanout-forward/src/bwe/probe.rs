@@ -236,6 +236,11 @@ impl ProbeController {
         }
     }
 
+    /// A probe is in flight (or queued): its result may still raise the estimate.
+    pub fn in_flight(&self) -> bool {
+        self.pending.is_some() || matches!(self.phase, Phase::Start | Phase::Waiting { .. })
+    }
+
     /// When [`Self::poll`] may next have something to say.
     pub fn next_poll(&self) -> Option<Instant> {
         match self.phase {

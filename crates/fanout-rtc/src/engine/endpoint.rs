@@ -79,6 +79,8 @@ pub struct Endpoint {
     pub(super) counters: LocalCounters,
     /// The earliest transport-cc feedback due on a publishing connection.
     pub(super) twcc_due: Option<Instant>,
+    /// Subscribing connections with congestion control (their estimators have timers).
+    pub(super) congested: Vec<Key>,
     /// Received payloads are copied here once and shared from here (see [`Endpoint::share`]).
     arena: BytesMut,
     retired: RouterStats,
@@ -102,6 +104,7 @@ impl Endpoint {
             tx: TxQueue::default(),
             counters: LocalCounters::default(),
             twcc_due: None,
+            congested: Vec::new(),
             arena: BytesMut::with_capacity(ARENA_BYTES),
             retired: RouterStats::default(),
             next_id: 1,
@@ -318,6 +321,7 @@ impl Endpoint {
         for room in rooms {
             self.router_input(room, Input::Timeout(now));
         }
+        self.drive_congestion(now);
         self.send_twcc_feedback(now);
         self.expire_detached(now);
     }
@@ -333,20 +337,26 @@ impl Endpoint {
 
     pub(super) fn router_input(&mut self, room: RoomId, input: Input) {
         let router = self.routers.entry(room).or_default();
+        let now = match &input {
+            Input::Rtp { now, .. } | Input::Feedback { now, .. } | Input::Command { now, .. } => {
+                *now
+            }
+            Input::Timeout(now) => *now,
+        };
         router.handle_input(input);
         while let Some(out) = self.routers.get_mut(&room).and_then(Router::poll_output) {
-            self.handle_output(room, out);
+            self.handle_output(room, now, out);
         }
     }
 
-    fn handle_output(&mut self, room: RoomId, out: Output) {
+    fn handle_output(&mut self, room: RoomId, now: Instant, out: Output) {
         match out {
             Output::Rtp {
                 subscriber,
                 down_track,
                 packet,
                 retransmission,
-            } => self.send_rtp(subscriber, down_track, &packet, retransmission),
+            } => self.send_rtp(now, subscriber, down_track, &packet, retransmission),
             Output::SenderReport {
                 subscriber,
                 down_track,
@@ -396,8 +406,10 @@ impl Endpoint {
                 publisher,
                 bitrate_bps,
             } => self.send_remb(publisher, bitrate_bps),
-            // No subscriber connection estimates its bandwidth yet, so no router asks for more.
-            Output::BandwidthWanted { .. } => {}
+            Output::BandwidthWanted {
+                subscriber,
+                bitrate_bps,
+            } => self.bandwidth_wanted(subscriber, bitrate_bps),
             Output::Event(event) => self.router_event(room, event),
         }
     }

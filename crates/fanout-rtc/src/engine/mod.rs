@@ -16,12 +16,15 @@
 //! - [`rtcp`]: compound RTCP walked in place; outgoing RTCP from `rtc-rtcp`'s types.
 //! - [`twcc`]: transport-wide congestion-control feedback: arrivals recorded, feedback written
 //!   (to publishers) and parsed.
+//! - `congestion`: subscribing connections' bandwidth estimation: transport-wide sequence
+//!   numbers on every packet sent, the browser's feedback into the estimator, probes.
 //! - [`endpoint`]: a worker's connections in a [`slab`], the demux, the routers and the glue
 //!   (publishing connections in `publisher`, subscribing ones in `subscriber`); datagrams
 //!   out through [`txqueue`].
 
 pub mod client;
 pub mod codec;
+mod congestion;
 pub mod conn;
 pub mod dtls;
 pub mod endpoint;

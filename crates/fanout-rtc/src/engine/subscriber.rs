@@ -2,6 +2,7 @@
 //! for WHEP, the answer to the player's offer), the router's packets sealed into each
 //! subscriber's datagrams, and the feedback subscribers send (PLI, FIR, NACK, receiver reports).
 
+use super::congestion::Congestion;
 use super::conn::Remote;
 use super::dtls::DtlsRole;
 use super::endpoint::{Endpoint, Peer, Role};
@@ -76,6 +77,8 @@ struct Section {
 
 pub(super) struct SubState {
     local: Local,
+    /// Bandwidth estimation, once the subscriber accepted transport-wide-cc.
+    pub(super) congestion: Option<Box<Congestion>>,
     sections: Vec<Section>,
     /// Indexed by the low 16 bits of the down-track id.
     downs: Vec<Option<Down>>,
@@ -88,12 +91,26 @@ impl SubState {
     fn new(local: Local, negotiation: Negotiation) -> SubState {
         SubState {
             local,
+            congestion: None,
             sections: Vec::new(),
             downs: Vec::new(),
             by_ssrc: HashMap::new(),
             negotiation,
             connected: false,
         }
+    }
+
+    /// Where padding goes: the first video down-track's RTX stream (its SSRC, payload type and
+    /// next sequence number).
+    pub(super) fn padding_stream(&mut self) -> Option<(u32, u8, u16)> {
+        let rtx = self
+            .downs
+            .iter_mut()
+            .flatten()
+            .filter(|d| d.kind != MediaKind::Audio && d.in_router)
+            .find_map(|d| d.rtx.as_mut())?;
+        rtx.sequence = rtx.sequence.wrapping_add(1);
+        Some((rtx.ssrc, rtx.payload_type, rtx.sequence))
     }
 
     fn down_mut(&mut self, id: DownTrackId) -> Option<&mut Down> {
@@ -175,7 +192,10 @@ impl Endpoint {
     }
 
     fn new_subscriber(&mut self, now: Instant, id: ParticipantId, room: RoomId) -> Option<Key> {
-        let local = self.new_local();
+        let mut local = self.new_local();
+        // Offered so that the subscriber's browser sends transport-wide feedback, which the
+        // connection's estimator reads (engine/congestion.rs).
+        local.extensions.transport_cc = true;
         let state = SubState::new(local.clone(), Negotiation::Stable);
         let key = self
             .add_peer(
@@ -402,6 +422,11 @@ impl Endpoint {
         else {
             return Err(MediaError::NoPeer);
         };
+        let mut congestion_started = false;
+        if let (None, Some(id)) = (&sb.congestion, read.extensions.transport_cc) {
+            sb.congestion = Some(Box::new(Congestion::new(now, id)));
+            congestion_started = true;
+        }
         for (i, (o, (accepted, _, rtx))) in offered.iter().zip(&read.tracks).enumerate() {
             if let Some(s) = sb.sections.get_mut(i) {
                 s.free = !o.active && !s.out.active;
@@ -431,6 +456,9 @@ impl Endpoint {
         };
         for command in adds {
             self.router_input(room, Input::Command { now, command });
+        }
+        if congestion_started {
+            self.congested.push(key);
         }
         self.drain_conn(now, key);
         if again {
@@ -705,13 +733,28 @@ impl Endpoint {
 
     /// Seals one forwarded packet into the subscriber's next datagram: the rewritten header,
     /// the payload copied once, SRTP in place. No allocation, no hash lookup: the down-track id
-    /// carries the connection's slab index.
+    /// carries the connection's slab index. On a congestion-controlled connection video goes
+    /// through the connection's pacer (a reference-counted copy waits there when it must).
     pub(super) fn send_rtp(
         &mut self,
+        now: Instant,
         subscriber: ParticipantId,
         down_track: DownTrackId,
         packet: &RtpPacket,
         retransmission: bool,
+    ) {
+        self.seal_rtp(now, subscriber, down_track, packet, retransmission, false);
+    }
+
+    /// [`Self::send_rtp`]; `paced`: the pacer released it (it does not ask again).
+    pub(super) fn seal_rtp(
+        &mut self,
+        now: Instant,
+        subscriber: ParticipantId,
+        down_track: DownTrackId,
+        packet: &RtpPacket,
+        retransmission: bool,
+        paced: bool,
     ) {
         let Some((_, peer)) = self.peers.get_packed_mut(down_track.0) else {
             return;
@@ -757,10 +800,21 @@ impl Endpoint {
             };
             (header, None)
         };
+        let mut header = header;
+        if sb.congestion.is_some() {
+            header.transport_seq = Some((0, 0));
+        }
         let mut at = header.size();
         let len = at + osn.map_or(0, |o| o.len()) + packet.payload.len();
         if len + 32 > SLOT_BYTES {
             return;
+        }
+        if let Some(cc) = sb.congestion.as_mut() {
+            if !paced && kind != MediaKind::Audio && !cc.may_send(now, len) {
+                cc.hold(now, len, down_track, packet, retransmission);
+                return;
+            }
+            header.transport_seq = Some(cc.stamp(now, len));
         }
         let slot = self.tx.next_slot();
         header.write(&mut slot[..]);
@@ -835,6 +889,10 @@ impl Endpoint {
                         fraction_lost: block.fraction_lost,
                         jitter: block.jitter,
                     })
+                }
+                Item::TransportCc { body, .. } => {
+                    self.subscriber_twcc(now, key, body);
+                    continue;
                 }
                 Item::Nack {
                     media_ssrc,
