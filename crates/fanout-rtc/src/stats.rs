@@ -46,7 +46,28 @@ pub struct WorkerStats {
     pub dropped_retransmissions: AtomicU64,
     /// Transport-cc feedback packets sent to publishers.
     pub twcc_feedback_sent: AtomicU64,
+    /// Subscriber congestion control (see [`LocalCounters`]).
+    pub twcc_feedback_received: AtomicU64,
+    pub twcc_feedback_refused: AtomicU64,
+    pub probe_clusters: AtomicU64,
+    pub padding_bytes: AtomicU64,
+    pub pacer_released: AtomicU64,
+    pub pacer_delay_us: AtomicU64,
+    pub pacer_dropped: AtomicU64,
+    /// Estimates given to the routers, by [`ESTIMATE_BUCKETS`] (the last: above them), and
+    /// their sum (b/s).
+    pub estimates: [AtomicU64; ESTIMATE_BUCKETS.len() + 1],
+    pub estimate_sum: AtomicU64,
+    /// The routers' bandwidth allocation changes and pauses for bandwidth.
+    pub allocation_changes: AtomicU64,
+    pub bandwidth_pauses: AtomicU64,
 }
+
+/// Upper bounds (b/s) of the subscriber bandwidth estimate histogram.
+pub const ESTIMATE_BUCKETS: [u64; 10] = [
+    100_000, 200_000, 300_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000,
+    5_000_000,
+];
 
 /// The worker's own running totals (single-threaded, published with `publish`).
 #[derive(Debug, Default, Clone)]
@@ -75,6 +96,21 @@ pub struct LocalCounters {
     pub pacer_released: u64,
     pub pacer_delay_us: u64,
     pub pacer_dropped: u64,
+    /// Estimates given to the routers, by [`ESTIMATE_BUCKETS`], and their sum (b/s).
+    pub estimates: [u64; ESTIMATE_BUCKETS.len() + 1],
+    pub estimate_sum: u64,
+}
+
+impl LocalCounters {
+    /// Counts one estimate given to a router.
+    pub fn observe_estimate(&mut self, bps: u64) {
+        let i = ESTIMATE_BUCKETS
+            .iter()
+            .position(|b| bps <= *b)
+            .unwrap_or(ESTIMATE_BUCKETS.len());
+        self.estimates[i] += 1;
+        self.estimate_sum = self.estimate_sum.saturating_add(bps);
+    }
 }
 
 impl WorkerStats {
@@ -115,6 +151,23 @@ impl WorkerStats {
             .store(local.dropped_retransmissions, Ordering::Relaxed);
         self.twcc_feedback_sent
             .store(local.twcc_feedback_sent, Ordering::Relaxed);
+        for (a, v) in [
+            (&self.twcc_feedback_received, local.twcc_feedback_received),
+            (&self.twcc_feedback_refused, local.twcc_feedback_refused),
+            (&self.probe_clusters, local.probe_clusters),
+            (&self.padding_bytes, local.padding_bytes),
+            (&self.pacer_released, local.pacer_released),
+            (&self.pacer_delay_us, local.pacer_delay_us),
+            (&self.pacer_dropped, local.pacer_dropped),
+            (&self.estimate_sum, local.estimate_sum),
+            (&self.allocation_changes, routers.allocation_changes),
+            (&self.bandwidth_pauses, routers.bandwidth_pauses),
+        ] {
+            a.store(v, Ordering::Relaxed);
+        }
+        for (a, v) in self.estimates.iter().zip(local.estimates) {
+            a.store(v, Ordering::Relaxed);
+        }
     }
 }
 
@@ -137,4 +190,6 @@ pub fn add_router_stats(a: &mut RouterStats, b: &RouterStats) {
     a.source_changes += b.source_changes;
     a.layer_switches += b.layer_switches;
     a.limit_events += b.limit_events;
+    a.allocation_changes += b.allocation_changes;
+    a.bandwidth_pauses += b.bandwidth_pauses;
 }

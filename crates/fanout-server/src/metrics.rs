@@ -25,6 +25,9 @@ pub struct Metrics {
     keyframe_requests: IntCounterVec,
     packets_dropped: IntCounterVec,
     twcc_feedback: IntCounterVec,
+    /// Subscriber congestion control: feedback read, probes, padding, pacer, allocations.
+    congestion: IntCounterVec,
+    pacer_delay: CounterVec,
     worker_peers: IntGaugeVec,
     worker_rooms: IntGaugeVec,
     worker_busy: CounterVec,
@@ -102,6 +105,13 @@ impl Metrics {
             keyframe_requests: counter(r, "fanout_keyframe_requests_total", "PLI/FIR received from subscribers and sent upstream", &["direction"]),
             packets_dropped: counter(r, "fanout_packets_dropped_total", "RTP packets not forwarded, by reason", &["reason"]),
             twcc_feedback: counter(r, "fanout_twcc_feedback_sent_total", "Transport-wide congestion-control feedback packets sent to publishers", &[]),
+            congestion: counter(r, "fanout_congestion_events_total", "Subscriber congestion control: transport-cc feedback received and refused, probe clusters, padding bytes, paced packets released and dropped, layer allocation changes, streams paused for bandwidth", &["event"]),
+            pacer_delay: {
+                let c = CounterVec::new(Opts::new("fanout_pacer_delay_seconds_total", "Total time video packets waited in the subscribers' pacers (divide by fanout_congestion_events_total{event=\"paced\"} for the mean)"), &[])
+                    .unwrap_or_else(|e| panic!("pacer delay: {e}"));
+                r.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("pacer delay: {e}"));
+                c
+            },
             worker_peers: gauge(r, "fanout_worker_peers", "Peer connections per media worker", &["worker"]),
             worker_rooms: gauge(r, "fanout_worker_rooms", "Rooms per media worker", &["worker"]),
             worker_send_calls: counter(
@@ -179,6 +189,10 @@ impl Metrics {
         let mut keyframes = [0u64; 2];
         let mut dropped = [0u64; 4];
         let mut twcc_feedback = 0u64;
+        let mut congestion = [0u64; 8];
+        let mut pacer_delay_us = 0u64;
+        let mut estimates = [0u64; fanout_rtc::stats::ESTIMATE_BUCKETS.len() + 1];
+        let mut estimate_sum = 0u64;
         for (n, w) in state.media.stats().iter().enumerate() {
             for (sum, counters) in
                 sums.iter_mut()
@@ -198,6 +212,23 @@ impl Metrics {
             dropped[2] += w.dropped_limit.load(Ordering::Relaxed);
             dropped[3] += w.dropped_unknown.load(Ordering::Relaxed);
             twcc_feedback += w.twcc_feedback_sent.load(Ordering::Relaxed);
+            for (sum, a) in congestion.iter_mut().zip([
+                &w.twcc_feedback_received,
+                &w.twcc_feedback_refused,
+                &w.probe_clusters,
+                &w.padding_bytes,
+                &w.pacer_released,
+                &w.pacer_dropped,
+                &w.allocation_changes,
+                &w.bandwidth_pauses,
+            ]) {
+                *sum += a.load(Ordering::Relaxed);
+            }
+            pacer_delay_us += w.pacer_delay_us.load(Ordering::Relaxed);
+            for (sum, a) in estimates.iter_mut().zip(w.estimates.iter()) {
+                *sum += a.load(Ordering::Relaxed);
+            }
+            estimate_sum += w.estimate_sum.load(Ordering::Relaxed);
             let worker = n.to_string();
             self.worker_peers
                 .with_label_values(&[&worker])
@@ -243,6 +274,26 @@ impl Metrics {
         mirror(&self.keyframe_requests, &["received"], keyframes[0]);
         mirror(&self.keyframe_requests, &["sent_upstream"], keyframes[1]);
         mirror(&self.twcc_feedback, &[], twcc_feedback);
+        for (event, n) in [
+            "feedback_received",
+            "feedback_refused",
+            "probe_cluster",
+            "padding_bytes",
+            "paced",
+            "pacer_dropped",
+            "allocation_change",
+            "bandwidth_pause",
+        ]
+        .iter()
+        .zip(congestion)
+        {
+            mirror(&self.congestion, &[event], n);
+        }
+        let delay = self.pacer_delay.with_label_values(&[] as &[&str]);
+        let total = pacer_delay_us as f64 / 1e6;
+        if total > delay.get() {
+            delay.inc_by(total - delay.get());
+        }
         for (reason, n) in ["duplicate", "out_of_window", "limit", "unknown"]
             .iter()
             .zip(dropped)
@@ -254,8 +305,32 @@ impl Metrics {
         if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "metrics encoding failed");
         }
-        String::from_utf8(buf).unwrap_or_default()
+        let mut text = String::from_utf8(buf).unwrap_or_default();
+        estimate_histogram(&mut text, &estimates, estimate_sum);
+        text
     }
+}
+
+/// The subscriber bandwidth estimate histogram, in the text exposition format: the workers count
+/// their observations in fixed buckets (no lock on the media path), so it is written here rather
+/// than observed into a `prometheus::Histogram`.
+fn estimate_histogram(out: &mut String, counts: &[u64], sum_bps: u64) {
+    use std::fmt::Write;
+    let name = "fanout_subscriber_bandwidth_estimate_bps";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Bandwidth estimates of subscribing connections, as given to the stream allocator"
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    let mut cumulative = 0u64;
+    for (bound, n) in fanout_rtc::stats::ESTIMATE_BUCKETS.iter().zip(counts) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += counts.last().copied().unwrap_or(0);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(out, "{name}_sum {sum_bps}");
+    let _ = writeln!(out, "{name}_count {cumulative}");
 }
 
 impl Default for Metrics {

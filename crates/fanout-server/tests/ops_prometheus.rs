@@ -76,6 +76,9 @@ async fn metrics_endpoint_exposes_the_server_state() {
         "fanout_keyframe_requests_total",
         "fanout_packets_dropped_total",
         "fanout_twcc_feedback_sent_total",
+        "fanout_congestion_events_total",
+        "fanout_pacer_delay_seconds_total",
+        "fanout_subscriber_bandwidth_estimate_bps",
         "fanout_worker_peers",
         "fanout_worker_rooms",
         "fanout_worker_busy_seconds_total",
@@ -119,6 +122,32 @@ async fn metrics_endpoint_exposes_the_server_state() {
         sample(&text, "fanout_twcc_feedback_sent_total", &[]),
         Some(0.0),
         "a series from the start: {text}"
+    );
+    for event in [
+        "feedback_received",
+        "probe_cluster",
+        "paced",
+        "bandwidth_pause",
+    ] {
+        assert_eq!(
+            sample(&text, "fanout_congestion_events_total", &[("event", event)]),
+            Some(0.0),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        sample(&text, "fanout_subscriber_bandwidth_estimate_bps_count", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "fanout_subscriber_bandwidth_estimate_bps_bucket",
+            &[("le", "+Inf")]
+        ),
+        Some(0.0),
+        "{text}"
     );
 
     let mut clients = populate(&server).await;
@@ -194,6 +223,14 @@ async fn real_prometheus_scrapes_rooms_and_users() {
     assert_eq!(cpu.len(), 1, "{cpu:?}");
     prom.wait_values("sum(fanout_join_seconds_count)", "", &[("", 4.0)], within)
         .await;
+    // The estimate histogram is written by hand: Prometheus ingests its series.
+    prom.wait_values(
+        "sum(fanout_subscriber_bandwidth_estimate_bps_bucket{le=\"+Inf\"})",
+        "",
+        &[("", 0.0)],
+        within,
+    )
+    .await;
 
     // Changes show up at the next scrapes: bob leaves, the string room closes.
     let mut bob = clients.remove(1);

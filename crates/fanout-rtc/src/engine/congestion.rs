@@ -165,6 +165,7 @@ impl Endpoint {
         cc.pacer.set_estimate(cc.bwe.estimate_bps());
         cc.first_feedback.get_or_insert(now);
         if let Some(estimate) = cc.report(now) {
+            self.counters.observe_estimate(estimate);
             let feedback = Feedback::Bandwidth {
                 subscriber: participant,
                 bitrate_bps: estimate,
@@ -241,6 +242,7 @@ impl Endpoint {
             }
             self.release_paced(now, key, participant);
             if let Some(estimate) = report {
+                self.counters.observe_estimate(estimate);
                 let feedback = Feedback::Bandwidth {
                     subscriber: participant,
                     bitrate_bps: estimate,
