@@ -4,7 +4,7 @@ import { FanoutClient, FanoutError } from '/fanout.js';
 
 const SERVER_EVENTS = [
   'user-entered', 'user-exited', 'role-changed', 'kicked', 'stream-added', 'stream-removed',
-  'limit-exceeded', 'active-speakers', 'offer', 'disconnected', 'connection-state', 'error',
+  'limit-exceeded', 'active-speakers', 'stream-paused', 'stream-resumed', 'offer', 'disconnected', 'connection-state', 'error',
 ];
 
 function plain(detail) {
@@ -201,6 +201,7 @@ const T = {
               framesDecoded: s.framesDecoded, keyFramesDecoded: s.keyFramesDecoded, frameWidth: s.frameWidth, frameHeight: s.frameHeight,
               totalSamplesReceived: s.totalSamplesReceived, audioLevel: s.audioLevel, codecId: s.codecId, nackCount: s.nackCount, pliCount: s.pliCount,
               firCount: s.firCount, framesReceived: s.framesReceived, framesDropped: s.framesDropped, freezeCount: s.freezeCount,
+              totalFreezesDuration: s.totalFreezesDuration, jitterBufferDelay: s.jitterBufferDelay,
             };
           }
         });

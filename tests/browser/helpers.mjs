@@ -46,11 +46,20 @@ function freePort() {
   });
 }
 
-function configToml(port) {
+function configToml(port, host) {
   const roles = `
 [apps.roles.anchor]
 can_publish = true
 max_video_kbps = 1500
+max_width = 1280
+max_height = 720
+max_fps = 30
+max_audio_kbps = 64
+max_sub_video_kbps = 1500
+
+[apps.roles.anchor_hd]
+can_publish = true
+max_video_kbps = 2000
 max_width = 1280
 max_height = 720
 max_fps = 30
@@ -71,11 +80,12 @@ can_publish = false
 `;
   return `# written by tests/browser/helpers.mjs
 [server]
-http = "127.0.0.1:${port}"
+http = "${host ? '0.0.0.0' : '127.0.0.1'}:${port}"
 reconnect_grace_secs = 5
 
 [media]
-bind = "127.0.0.1"
+bind = "${host ? '0.0.0.0' : '127.0.0.1'}"
+${host ? `public_ip = "${host}"` : ''}
 udp_port = 0
 workers = 1
 
@@ -95,8 +105,10 @@ ${roles}`;
 /**
  * A running `fanout serve` with a temporary config on a free loopback port.
  * @param {string} name used for the log file under target/browser-logs/
+ * @param {{host?: string}} [net] `host`: listen on every address and announce (and be reached at)
+ *   this one, for pages in network namespaces of their own (bandwidth.test.mjs)
  */
-export async function startServer(name) {
+export async function startServer(name, net = {}) {
   if (!existsSync(FANOUT_BIN)) {
     throw new Error(`${FANOUT_BIN} is missing: run \`cargo build -p fanout-server\` (tests/browser/run.sh does)`);
   }
@@ -111,7 +123,7 @@ export async function startServer(name) {
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
     const configPath = path.join(dir, 'server.toml');
-    await writeFile(configPath, configToml(port));
+    await writeFile(configPath, configToml(port, net.host));
     const log = createWriteStream(logPath, { flags: attempt ? 'a' : 'w' });
     const child = spawn(exe, ['serve', '--config', configPath], {
       env: { ...process.env, RUST_LOG: process.env.FANOUT_LOG || 'info', NO_COLOR: '1' },
@@ -137,7 +149,7 @@ export async function startServer(name) {
         r(exited);
       }),
     );
-    const base = `http://127.0.0.1:${port}`;
+    const base = `http://${net.host || '127.0.0.1'}:${port}`;
     const deadline = Date.now() + 20000;
     let up = false;
     while (Date.now() < deadline && !exited) {
@@ -172,7 +184,7 @@ export async function startServer(name) {
     return {
       port,
       url: base,
-      wsUrl: `ws://127.0.0.1:${port}/v1/signal`,
+      wsUrl: `ws://${net.host || '127.0.0.1'}:${port}/v1/signal`,
       logPath,
       configPath,
       /** The last 20 kB of the server's output. */

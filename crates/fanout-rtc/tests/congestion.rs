@@ -398,9 +398,10 @@ fn video_bursts_are_paced_and_audio_never_waits() {
     assert!(pacer.queued > 0, "some video waited: {pacer:?}");
     assert!(pacer.released > 0);
     assert_eq!(pacer.dropped, 0);
+    // A 33 kB keyframe at 1.5x an estimate of ~2 Mb/s takes ~90 ms to leave.
     assert!(
-        pacer.max_delay_us < 100_000,
-        "no packet waited 100 ms: {pacer:?}"
+        pacer.max_delay_us < 150_000,
+        "no packet waited 150 ms: {pacer:?}"
     );
     let counters = sim.net.endpoint.counters();
     assert_eq!(counters.pacer_released, pacer.released);

@@ -281,11 +281,19 @@ impl SendSideBwe {
             self.probes.on_result(now, id, result, before);
         }
         if usage == Usage::Overusing {
-            // Cut from what the path delivers now, not from the half-second average, and
-            // deeper by the queue already built, so that it drains within about a second.
+            // With a queue standing (a capacity drop), cut from what the path delivers now, not
+            // from the half-second average, and deeper by the queue already built, so that it
+            // drains within about a second. Without one the recent rate is only the gaps
+            // between an application-limited sender's frames: the average it is.
+            let queued = newest_queue > QUEUE_TRIGGER_MS;
             let drain = 1.0 - (self.queue_delay_ms - DRAIN_FREE_MS).clamp(0.0, 500.0) / 1000.0;
-            let now_rate = match (acked, self.acked.recent_bps()) {
-                (Some(a), Some(r)) => Some(a.min(r) * drain),
+            let recent = if queued {
+                self.acked.recent_bps()
+            } else {
+                None
+            };
+            let now_rate = match (acked, recent) {
+                (Some(a), Some(r)) => Some(a.min(r).max(0.5 * a) * drain),
                 (a, r) => a.or(r).map(|x| x * drain),
             };
             if self.aimd.may_cut(now, rtt, now_rate) {
@@ -316,7 +324,8 @@ impl SendSideBwe {
         let c = self
             .probes
             .poll(now, self.estimate_bps() as f64, self.desired_bps as f64)?;
-        self.probe_estimator.start(&c);
+        let now_us = now.saturating_duration_since(self.base).as_micros() as i64;
+        self.probe_estimator.start(&c, now_us);
         self.probes_sent += 1;
         Some(c)
     }

@@ -19,11 +19,13 @@ pub struct ProbeCluster {
     pub min_bytes: u32,
 }
 
-/// How long a cluster lasts at its rate.
-pub const PROBE_DURATION: Duration = Duration::from_millis(20);
+/// How long a cluster lasts at its rate. Long enough to outlast a shaper's token-bucket burst
+/// (tens of milliseconds of its rate), which would let a shorter cluster through at line rate.
+pub const PROBE_DURATION: Duration = Duration::from_millis(50);
 const MIN_PACKETS: u32 = 5;
-/// At low rates a cluster still spans five full-size packets: fewer bytes measure only jitter.
-const MIN_CLUSTER_BYTES: f64 = 5.0 * 1100.0;
+/// At low rates a cluster still carries this much: fewer bytes measure only jitter, or pass
+/// within a shaper's token-bucket burst (a few kB) at line rate.
+const MIN_CLUSTER_BYTES: f64 = 10_000.0;
 /// A cluster gives a result once this share of its packets and bytes arrived.
 const ENOUGH: f64 = 0.8;
 /// A received rate under this share of the sent rate means the probe filled the path.
@@ -38,6 +40,13 @@ struct Cluster {
     id: ProbeId,
     min_packets: u32,
     min_bytes: u32,
+    /// Packets sent from here on (µs, the sender's clock) are the cluster's later half.
+    late_from_us: i64,
+    late_first_arrival_us: i64,
+    late_first_size: u32,
+    late_last_arrival_us: i64,
+    late_bytes: u64,
+    late_packets: u32,
     first_send_us: i64,
     last_send_us: i64,
     last_send_size: u32,
@@ -56,11 +65,19 @@ pub(crate) struct ProbeEstimator {
 }
 
 impl ProbeEstimator {
-    pub fn start(&mut self, c: &ProbeCluster) {
+    /// A cluster starts being sent at `now_us` (the sender's clock).
+    pub fn start(&mut self, c: &ProbeCluster, now_us: i64) {
+        let planned_us = (f64::from(c.min_bytes) * 8e6 / c.bitrate_bps.max(1) as f64) as i64;
         self.clusters[c.id.0 as usize % CLUSTERS] = Some(Cluster {
             id: c.id,
             min_packets: c.min_packets,
             min_bytes: c.min_bytes,
+            late_from_us: now_us + planned_us / 2,
+            late_first_arrival_us: i64::MAX,
+            late_first_size: 0,
+            late_last_arrival_us: i64::MIN,
+            late_bytes: 0,
+            late_packets: 0,
             first_send_us: i64::MAX,
             last_send_us: i64::MIN,
             last_send_size: 0,
@@ -99,14 +116,23 @@ impl ProbeEstimator {
             c.first_arrival_size = size;
         }
         c.last_arrival_us = c.last_arrival_us.max(arrival_us);
+        if send_us >= c.late_from_us {
+            c.late_packets += 1;
+            c.late_bytes += u64::from(size);
+            if arrival_us < c.late_first_arrival_us {
+                c.late_first_arrival_us = arrival_us;
+                c.late_first_size = size;
+            }
+            c.late_last_arrival_us = c.late_last_arrival_us.max(arrival_us);
+        }
         if f64::from(c.packets) < ENOUGH * f64::from(c.min_packets)
             || (c.bytes as f64) < ENOUGH * f64::from(c.min_bytes)
         {
             return None;
         }
         c.done = true;
-        let send_span = c.last_send_us - c.first_send_us;
-        let arrival_span = c.last_arrival_us - c.first_arrival_us;
+        let send_span = c.last_send_us.saturating_sub(c.first_send_us);
+        let arrival_span = c.last_arrival_us.saturating_sub(c.first_arrival_us);
         if send_span <= 0
             || arrival_span <= 0
             || send_span > MAX_SPAN_US
@@ -115,9 +141,22 @@ impl ProbeEstimator {
             return None;
         }
         // The last packet sent ends the send span; the first received starts the arrival span.
-        let send_bps = (c.bytes - u64::from(c.last_send_size)) as f64 * 8e6 / send_span as f64;
-        let recv_bps =
-            (c.bytes - u64::from(c.first_arrival_size)) as f64 * 8e6 / arrival_span as f64;
+        let send_bps =
+            c.bytes.saturating_sub(u64::from(c.last_send_size)) as f64 * 8e6 / send_span as f64;
+        let mut recv_bps = c.bytes.saturating_sub(u64::from(c.first_arrival_size)) as f64 * 8e6
+            / arrival_span as f64;
+        // A shaper's bucket lets the start of a cluster through at line rate; the later half
+        // arrives at the rate the path sustains.
+        if c.late_packets >= 2 {
+            let late_span = c
+                .late_last_arrival_us
+                .saturating_sub(c.late_first_arrival_us);
+            if late_span > 0 {
+                let late = c.late_bytes.saturating_sub(u64::from(c.late_first_size)) as f64 * 8e6
+                    / late_span as f64;
+                recv_bps = recv_bps.min(late);
+            }
+        }
         if recv_bps < SATURATED * send_bps {
             Some(SATURATED_BACKOFF * recv_bps)
         } else {
@@ -299,7 +338,7 @@ mod tests {
             min_packets: 5,
             min_bytes: 10_000,
         };
-        e.start(&c);
+        e.start(&c, 0);
         // Ten 1,000-byte packets sent 2 ms apart (4 Mb/s), arriving 4 ms apart (2 Mb/s).
         let mut result = None;
         for i in 0..10i64 {
@@ -316,6 +355,33 @@ mod tests {
             None,
             "unknown cluster"
         );
+    }
+
+    #[test]
+    fn a_shaper_burst_at_the_start_of_a_cluster_is_not_taken_for_capacity() {
+        let mut e = ProbeEstimator::default();
+        // 2 Mb/s for 50 ms: 12.5 kB in 1,250-byte packets every 5 ms.
+        let c = ProbeCluster {
+            id: ProbeId(1),
+            bitrate_bps: 2_000_000,
+            min_packets: 5,
+            min_bytes: 12_500,
+        };
+        e.start(&c, 0);
+        // A 600 kb/s token bucket with a 5 kB burst: four packets pass at once, then one every
+        // 16.7 ms.
+        let mut result = None;
+        for i in 0..10i64 {
+            let arrival = if i < 4 {
+                20_000 + i * 10
+            } else {
+                20_030 + (i - 3) * 16_667
+            };
+            result = result.or(e.on_packet(c.id, i * 5_000, arrival, 1250));
+        }
+        let r = result.unwrap();
+        // The whole cluster arrives at ~1 Mb/s; the path sustains 600 kb/s.
+        assert!((500_000.0..650_000.0).contains(&r), "{r}");
     }
 
     #[test]

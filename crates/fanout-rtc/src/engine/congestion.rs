@@ -125,11 +125,15 @@ impl Congestion {
             return 0;
         };
         let c = p.cluster;
-        if p.bytes >= u64::from(c.min_bytes) && p.packets >= c.min_packets {
+        let elapsed = now.saturating_duration_since(p.start).as_secs_f64();
+        let planned = f64::from(c.min_bytes) * 8.0 / c.bitrate_bps.max(1) as f64;
+        let done = p.bytes >= u64::from(c.min_bytes) && p.packets >= c.min_packets;
+        // A cluster that could not be sent in time (nowhere to put padding) ends anyway: the
+        // estimator's probe controller times it out and probes again later.
+        if done || elapsed > (3.0 * planned).max(0.2) {
             self.probe = None;
             return 0;
         }
-        let elapsed = now.saturating_duration_since(p.start).as_secs_f64();
         // A tick's worth ahead, so that the cluster keeps its rate between ticks.
         let due = (elapsed + super::endpoint::TICK.as_secs_f64()) * c.bitrate_bps as f64 / 8.0;
         let owed = (due - p.bytes as f64).max(0.0) as usize;
@@ -165,6 +169,20 @@ impl Endpoint {
         cc.pacer.set_estimate(cc.bwe.estimate_bps());
         cc.first_feedback.get_or_insert(now);
         if let Some(estimate) = cc.report(now) {
+            let st = cc.bwe.stats();
+            tracing::debug!(
+                participant = participant.0,
+                estimate,
+                delay_based = st.delay_based_bps,
+                loss_limit = ?st.loss_limit_bps,
+                acked = ?st.acked_bps,
+                usage = ?st.usage,
+                loss = st.loss_fraction,
+                inherent = st.inherent_loss,
+                queue_ms = st.queue_delay_ms,
+                probes = st.probe_results,
+                "subscriber bandwidth estimate"
+            );
             self.counters.observe_estimate(estimate);
             let feedback = Feedback::Bandwidth {
                 subscriber: participant,
@@ -230,6 +248,12 @@ impl Endpoint {
                         packets: 0,
                     });
                     self.counters.probe_clusters += 1;
+                    tracing::debug!(
+                        participant = participant.0,
+                        bps = cluster.bitrate_bps,
+                        bytes = cluster.min_bytes,
+                        "probe cluster"
+                    );
                 }
             }
             let mut owed = if connected { cc.padding_due(now) } else { 0 };
@@ -242,6 +266,11 @@ impl Endpoint {
             }
             self.release_paced(now, key, participant);
             if let Some(estimate) = report {
+                tracing::debug!(
+                    participant = participant.0,
+                    estimate,
+                    "subscriber bandwidth estimate (timer)"
+                );
                 self.counters.observe_estimate(estimate);
                 let feedback = Feedback::Bandwidth {
                     subscriber: participant,
