@@ -177,8 +177,11 @@ const STEP: f64 = 2.0;
 /// The first probes, at these multiples of the start rate.
 const INITIAL: [f64; 2] = [3.0, 6.0];
 
-/// Probe only while the allocator wants this much more than the estimate.
-const WANT_MORE: f64 = 1.1;
+/// Probe while the allocator's wish times this is above the estimate, and probe up to it: the
+/// allocator takes a layer up (or resumes a video) only with [`crate::UPGRADE_MARGIN`] of room,
+/// so a probe that stopped at the wish itself would find exactly too little, and none would
+/// follow.
+pub const PROBE_HEADROOM: f64 = 1.2;
 
 #[derive(Debug)]
 enum Phase {
@@ -237,7 +240,8 @@ impl ProbeController {
         if let Some(p) = self.pending.take() {
             return Some(p);
         }
-        let wants_more = desired_bps > WANT_MORE * estimate_bps && estimate_bps < self.max_bps;
+        let target = PROBE_HEADROOM * desired_bps;
+        let wants_more = target > estimate_bps && estimate_bps < self.max_bps;
         match self.phase {
             Phase::Start => {
                 let first = self.cluster(INITIAL[0] * estimate_bps);
@@ -261,7 +265,7 @@ impl ProbeController {
                 None
             }
             Phase::Idle { next, retry } if wants_more && now >= next => {
-                let rate = (STEP * estimate_bps).min(desired_bps.max(estimate_bps));
+                let rate = (STEP * estimate_bps).min(target);
                 let c = self.cluster(rate);
                 self.phase = Phase::Waiting {
                     id: c.id,
@@ -407,7 +411,7 @@ mod tests {
         );
         p.on_result(t1, b.id, 1_700_000.0, 300_000.0);
         let c = p.poll(t1, 1_700_000.0, 3_000_000.0).unwrap();
-        assert_eq!(c.bitrate_bps, 3_000_000);
+        assert_eq!(c.bitrate_bps, 3_400_000);
         // That one found no room: the next waits, and only while more is wanted.
         let t2 = t1 + Duration::from_millis(200);
         p.on_result(t2, c.id, 1_800_000.0, 1_700_000.0);
@@ -416,11 +420,40 @@ mod tests {
             None
         );
         assert_eq!(
-            p.poll(t2 + Duration::from_secs(5), 1_800_000.0, 1_900_000.0),
+            p.poll(t2 + Duration::from_secs(5), 1_800_000.0, 1_400_000.0),
             None
         );
         assert!(p
             .poll(t2 + Duration::from_secs(5), 1_800_000.0, 3_000_000.0)
             .is_some());
+    }
+
+    /// The allocator resumes a video only with `UPGRADE_MARGIN` of room: an estimate that
+    /// reached exactly what it wants must still be probed past, or the video stays paused with
+    /// nothing left to raise the estimate (seen with Chromium: a join under CPU load paused a
+    /// video for good).
+    #[test]
+    fn probes_past_the_wish_by_more_than_the_upgrade_margin() {
+        let t0 = Instant::now();
+        let mut p = ProbeController::new(10_000_000);
+        let a = p.poll(t0, 300_000.0, 0.0).unwrap();
+        let b = p.poll(t0, 300_000.0, 0.0).unwrap();
+        p.on_result(t0, a.id, 400_000.0, 300_000.0);
+        p.on_result(t0, b.id, 460_000.0, 300_000.0);
+        let c = p
+            .poll(t0 + RETRY_MAX, 460_000.0, 460_000.0)
+            .expect("a probe above the wish");
+        assert!(
+            c.bitrate_bps as f64 >= crate::UPGRADE_MARGIN * 460_000.0,
+            "{}",
+            c.bitrate_bps
+        );
+        // Comfortably above the wish: no probing.
+        p.on_result(t0 + RETRY_MAX, c.id, 600_000.0, 460_000.0);
+        assert_eq!(
+            p.poll(t0 + RETRY_MAX * 2, 600_000.0, 460_000.0),
+            None,
+            "600k covers a 460k wish with its margin"
+        );
     }
 }

@@ -207,6 +207,7 @@ impl Endpoint {
         }) = self.peers.get_mut(key)
         {
             if let Some(cc) = sb.congestion.as_mut() {
+                tracing::debug!(participant = subscriber.0, bps, "bandwidth wanted");
                 cc.bwe.set_desired(bps);
             }
         }
@@ -232,6 +233,7 @@ impl Endpoint {
             i += 1;
             let (participant, room) = (*participant, *room);
             let connected = conn.is_connected();
+            let can_pad = sb.can_pad();
             let Some(cc) = sb.congestion.as_mut() else {
                 continue;
             };
@@ -239,7 +241,9 @@ impl Endpoint {
                 cc.bwe.handle_timeout(now);
                 cc.pacer.set_estimate(cc.bwe.estimate_bps());
             }
-            if connected && cc.first_feedback.is_some() && cc.probe.is_none() {
+            // A probe goes only where padding can fill it: a cluster of the few packets of an
+            // audio-only connection measures nothing, and the start probes would be spent on it.
+            if connected && cc.first_feedback.is_some() && cc.probe.is_none() && can_pad {
                 if let Some(cluster) = cc.bwe.poll_probe(now) {
                     cc.probe = Some(Probe {
                         cluster,

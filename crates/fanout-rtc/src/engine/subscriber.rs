@@ -102,6 +102,14 @@ impl SubState {
 
     /// Where padding goes: the first video down-track's RTX stream (its SSRC, payload type and
     /// next sequence number).
+    /// A video down-track with an RTX stream exists: probe padding has somewhere to go.
+    pub(super) fn can_pad(&self) -> bool {
+        self.downs
+            .iter()
+            .flatten()
+            .any(|d| d.kind != MediaKind::Audio && d.in_router && d.rtx.is_some())
+    }
+
     pub(super) fn padding_stream(&mut self) -> Option<(u32, u8, u16)> {
         let rtx = self
             .downs
