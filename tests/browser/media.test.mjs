@@ -211,11 +211,55 @@ test('simulcast: a subscriber switches between the big and the small stream', as
     const layers = await pub.evaluate(() => window.T.outboundRtp());
     t.diagnostic(`publisher layers: ${layers.map((l) => `${l.rid} ${l.width}x${l.height}`).join(', ')}`);
     await expectLayer('high (default)', 720);
+    let first = true;
     for (const [layer, height] of [['low', 180], ['high', 720], ['low', 180], ['high', 720]]) {
       const res = await sub.evaluate((l) => window.T.call('setSubscription', 'pub', 'video', true, l), layer);
       assert.ok(!res.error, `set_subscription ${layer}: ${JSON.stringify(res.error)}`);
       await expectLayer(layer, height);
+      if (first) {
+        // Dynacast: with its only subscriber on the small stream, the publisher is told to
+        // send only q, and stops encoding h and f (asked back at once by the next step).
+        first = false;
+        await waitInPage(pub, 'pub: layers_needed [q] applied', () =>
+          JSON.stringify(window.T.client.activeLayers.get('video')) === '["q"]', undefined, 15000);
+        const out1 = await pub.evaluate(() => window.T.outboundRtp());
+        await sleep(1000);
+        const out2 = await pub.evaluate(() => window.T.outboundRtp());
+        const grew = (rid) => (out2.find((o) => o.rid === rid)?.bytesSent || 0) - (out1.find((o) => o.rid === rid)?.bytesSent || 0);
+        t.diagnostic(`dynacast: bytes sent in 1 s: q +${grew('q')}, h +${grew('h')}, f +${grew('f')}`);
+        assert.ok(grew('q') > 0, 'q still sent');
+        assert.ok(grew('f') < 2000 && grew('h') < 2000, `h and f stopped: h +${grew('h')}, f +${grew('f')}`);
+      }
     }
+    // The rendered size (set_subscription's max_width/max_height, the SDK's adaptive stream): a
+    // 320x180 tile gets the 320x180 layer, a 400x225 one the 640x360 layer, no limit the top.
+    for (const [size, height] of [[[320, 180], 180], [[400, 225], 360], [[0, 0], 720]]) {
+      const res = await sub.evaluate(
+        ([w, h]) => window.T.call('setVideoConstraints', 'pub', 'video', { maxWidth: w, maxHeight: h }),
+        size,
+      );
+      assert.ok(!res.error, `setVideoConstraints ${size}: ${JSON.stringify(res.error)}`);
+      await expectLayer(`rendered at ${size.join('x')}`, height);
+    }
+    // Adaptive stream on the page's own <video>: drawn at 160x90 it gets the 180p layer.
+    const adaptive = await sub.evaluate(async () => {
+      const v = document.createElement('video');
+      v.style.width = '160px';
+      v.style.height = '90px';
+      v.style.position = 'fixed';
+      v.style.top = '0';
+      v.style.left = '0';
+      v.muted = true;
+      v.autoplay = true;
+      v.srcObject = new MediaStream([window.T.remoteTracks.find((t) => t.userId === 'pub' && t.kind === 'video').track]);
+      document.body.appendChild(v);
+      window.__stopAdaptive = window.T.client.adaptiveStream(v, 'pub', 'video');
+      return true;
+    });
+    assert.ok(adaptive);
+    await expectLayer('adaptive 160x90', 180);
+    await sub.evaluate(() => window.__stopAdaptive());
+    await expectLayer('adaptive stopped', 720);
   });
 });
 

@@ -240,6 +240,16 @@ pub enum Event {
         down_track: DownTrackId,
         publication: PublicationId,
     },
+    /// Dynacast: the simulcast layers of a publication some subscriber needs now (bit `i` for
+    /// `Layer(i)`; the lowest is always set). The publisher may stop encoding the others; a layer
+    /// needed again is announced at once, one no longer needed only after
+    /// [`crate::DYNACAST_HOLD`].
+    LayersNeeded {
+        publication: PublicationId,
+        publisher: ParticipantId,
+        kind: MediaKind,
+        layers: u8,
+    },
 }
 
 /// Everything that comes out of a router.

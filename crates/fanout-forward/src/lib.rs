@@ -28,7 +28,10 @@ pub use bitrate::BITRATE_WINDOW;
 pub use down_track::DownTrackInfo;
 pub use keyframe_throttle::KEYFRAME_THROTTLE;
 pub use packet_cache::{PACKET_CACHE_MAX_AGE, PACKET_CACHE_SIZE};
-pub use publication::{BITRATE_LIMIT_GRACE, KEYFRAME_RETRY, LAYER_ACTIVE_TIMEOUT, MAX_LAYERS};
+pub use publication::{
+    BITRATE_LIMIT_GRACE, DYNACAST_HOLD, DYNACAST_RETURN, KEYFRAME_RETRY, LAYER_ACTIVE_TIMEOUT,
+    MAX_LAYERS,
+};
 pub use receive_stats::{NACK_MAX_AGE, NACK_MAX_TRIES, NACK_RETRY_INTERVAL};
 pub use router::{Router, RouterStats, REPORT_INTERVAL, TICK_INTERVAL};
 pub use seq_window::{MAX_DROPOUT, SEQ_WINDOW};

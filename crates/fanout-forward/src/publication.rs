@@ -22,6 +22,12 @@ use std::time::{Duration, Instant};
 pub const MAX_LAYERS: u8 = 3;
 /// A layer without packets for longer than this is inactive (not chosen, and fallen back from).
 pub const LAYER_ACTIVE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Dynacast: a layer no subscriber needs is announced as such only once it has not been needed
+/// for this long (a subscriber's tile resized back and forth costs the publisher no restarts).
+pub const DYNACAST_HOLD: Duration = Duration::from_secs(3);
+/// A layer asked back that has not arrived within this long is not counted on any more (the
+/// publisher may not send it: CPU or uplink limits).
+pub const DYNACAST_RETURN: Duration = Duration::from_secs(4);
 /// A layer above 1.25x its cap for this long is disabled.
 pub const BITRATE_LIMIT_GRACE: Duration = Duration::from_secs(5);
 /// While a subscriber waits for a keyframe, the request is repeated this often.
@@ -52,6 +58,14 @@ pub(crate) struct PublicationLayer {
     over_limit_since: Option<Instant>,
     /// The resolution announced by the last keyframe.
     pub(crate) resolution: Option<(u32, u32)>,
+    /// Dynacast: the publisher was told no one needs this layer (it may stop sending it), and
+    /// the layer's rate before that, which the allocator counts on to ask for it back.
+    pub(crate) suspended: bool,
+    last_rate_bps: u64,
+    /// Since when no subscriber has needed it (while still announced as needed).
+    unneeded_since: Option<Instant>,
+    /// Asked back (needed again while stopped) at this time, and not arrived yet.
+    asked_at: Option<Instant>,
 }
 
 impl PublicationLayer {
@@ -70,6 +84,10 @@ impl PublicationLayer {
             disabled: false,
             over_limit_since: None,
             resolution: None,
+            suspended: false,
+            last_rate_bps: 0,
+            unneeded_since: None,
+            asked_at: None,
         }
     }
 
@@ -89,6 +107,15 @@ impl PublicationLayer {
 
     pub(crate) fn usable(&self) -> bool {
         self.active && !self.disabled
+    }
+
+    /// Usable, or stopped only because dynacast said no one needed it (or asked back and not
+    /// arrived yet): a layer the allocator may choose, at the rate it had.
+    pub(crate) fn available(&self) -> bool {
+        self.usable()
+            || ((self.suspended || self.asked_at.is_some())
+                && !self.disabled
+                && self.last_rate_bps > 0)
     }
 }
 
@@ -120,10 +147,23 @@ pub(crate) fn resolution_exceeds(limits: &StreamLimits, (w, h): (u32, u32)) -> b
 /// The highest layer a down-track wants and may have: its preference, the smallest layer that
 /// covers its rendered size, and the allocator's limit. `None` when no layer is usable.
 pub(crate) fn ceiling(layers: &[PublicationLayer], dt: &DownTrack) -> Option<Layer> {
+    ceiling_of(layers, dt, PublicationLayer::usable)
+}
+
+/// [`ceiling`] over the layers the allocator may choose, suspended ones included.
+pub(crate) fn available_ceiling(layers: &[PublicationLayer], dt: &DownTrack) -> Option<Layer> {
+    ceiling_of(layers, dt, PublicationLayer::available)
+}
+
+fn ceiling_of(
+    layers: &[PublicationLayer],
+    dt: &DownTrack,
+    ok: fn(&PublicationLayer) -> bool,
+) -> Option<Layer> {
     let mut usable = layers
         .iter()
         .enumerate()
-        .filter(|(_, l)| l.usable())
+        .filter(|(_, l)| ok(l))
         .map(|(i, _)| i as u8);
     let lowest = usable.clone().next()?;
     let mut top = match dt.preference {
@@ -136,7 +176,7 @@ pub(crate) fn ceiling(layers: &[PublicationLayer], dt: &DownTrack) -> Option<Lay
         if let Some(fit) = layers
             .iter()
             .enumerate()
-            .find(|(_, l)| l.usable() && l.resolution.is_some_and(covers))
+            .find(|(_, l)| ok(l) && l.resolution.is_some_and(covers))
         {
             top = top.min(fit.0 as u8);
         }
@@ -566,9 +606,87 @@ impl Publication {
             if l.usable() {
                 // A usable layer has sent: never 0, so that it is not taken for unusable.
                 rates[i] = l.bitrate.rate_bps(now).max(1);
+                if !l.suspended {
+                    l.last_rate_bps = rates[i];
+                }
+            } else if l.available() {
+                // Suspended by dynacast: what it cost when it was sent.
+                rates[i] = l.last_rate_bps;
             }
         }
         rates
+    }
+
+    /// Dynacast: the layers some down-track would forward if every layer were sent (the
+    /// lowest always), announced when that changes; a layer stops being announced only after
+    /// [`DYNACAST_HOLD`] without being needed. Single-layer streams are never announced.
+    pub(crate) fn update_layers_needed(&mut self, now: Instant, ob: &mut Outbox) {
+        if !self.is_video() || self.layers.len() < 2 {
+            return;
+        }
+        let mut needed = 1u8;
+        for dt in self.down_tracks.iter().filter(|d| !d.paused()) {
+            let Some(mut top) = available_ceiling(&self.layers, dt).map(|l| l.0) else {
+                continue;
+            };
+            if let Allowed::UpTo(l) = dt.allowed {
+                top = top.min(l);
+            }
+            // The highest available layer up to it (the lowest available if none is that low).
+            let pick = (0..=top)
+                .rev()
+                .find(|&i| self.layers[usize::from(i)].available())
+                .or_else(|| {
+                    self.layers
+                        .iter()
+                        .position(PublicationLayer::available)
+                        .map(|i| i as u8)
+                });
+            if let Some(i) = pick {
+                needed |= 1 << i;
+            }
+        }
+        let mut changed = false;
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let want = needed & (1 << i) != 0;
+            if l.asked_at
+                .is_some_and(|t| l.active || now.saturating_duration_since(t) >= DYNACAST_RETURN)
+            {
+                l.asked_at = None;
+            }
+            if want {
+                l.unneeded_since = None;
+                if l.suspended {
+                    l.suspended = false;
+                    if !l.active {
+                        l.asked_at = Some(now);
+                    }
+                    changed = true;
+                }
+            } else if !l.suspended {
+                let since = *l.unneeded_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= DYNACAST_HOLD {
+                    l.suspended = true;
+                    l.unneeded_since = None;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            let layers = self
+                .layers
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| !l.suspended)
+                .fold(0u8, |m, (i, _)| m | 1 << i);
+            ob.stats.layers_needed_events += 1;
+            ob.push(Output::Event(Event::LayersNeeded {
+                publication: self.id,
+                publisher: self.publisher,
+                kind: self.kind,
+                layers,
+            }));
+        }
     }
 
     pub(crate) fn set_constraints(

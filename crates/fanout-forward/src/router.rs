@@ -61,6 +61,8 @@ pub struct RouterStats {
     pub allocation_changes: u64,
     /// Down-tracks paused for bandwidth.
     pub bandwidth_pauses: u64,
+    /// `LayersNeeded` events emitted (dynacast).
+    pub layers_needed_events: u64,
 }
 
 /// The output queue, the counters and the earliest throttle deadline, handed to the publications.
@@ -399,6 +401,9 @@ impl Router {
                 p.on_tick(now, &mut self.ob);
             }
             self.allocate(now);
+            for p in self.publications.values_mut() {
+                p.update_layers_needed(now, &mut self.ob);
+            }
             t.tick = next_deadline(t.tick, TICK_INTERVAL, now);
         }
         if now >= t.speakers {
@@ -458,7 +463,7 @@ impl Router {
                 let ceiling = if audio {
                     0
                 } else {
-                    crate::publication::ceiling(&p.layers, dt).map_or(0, |l| l.0)
+                    crate::publication::available_ceiling(&p.layers, dt).map_or(0, |l| l.0)
                 };
                 candidates.push(Candidate {
                     subscriber: dt.subscriber,

@@ -402,6 +402,10 @@ fn check(room: &Room, model: &Model, outputs: &[Output]) -> Result<(), TestCaseE
                 prop_assert_eq!(info.subscriber, *subscriber);
                 prop_assert_eq!(info.publication, *publication);
             }
+            Output::Event(Event::LayersNeeded { layers, .. }) => {
+                prop_assert!(*layers & 1 == 1, "the lowest layer is always needed");
+                prop_assert!(*layers < 8, "at most three layers");
+            }
             Output::BandwidthWanted { .. } => {}
         }
     }

@@ -178,6 +178,13 @@ pub enum MediaEvent {
         kind: MediaKind,
         paused: bool,
     },
+    /// Dynacast: of `participant`'s simulcast `kind` stream, only these rids (as its offer named
+    /// them) are needed by some subscriber now; it may stop sending the others.
+    LayersNeeded {
+        participant: ParticipantId,
+        kind: MediaKind,
+        rids: Vec<String>,
+    },
     /// The loudest participants of a room, loudest first.
     ActiveSpeakers {
         room: RoomId,

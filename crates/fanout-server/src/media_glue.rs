@@ -159,6 +159,11 @@ pub fn event_to_hub(hub: &mut Hub, ev: MediaEvent) {
             kind,
             paused,
         } => hub.media_stream_paused(participant.0, publisher.0, kind_from_media(kind), paused),
+        MediaEvent::LayersNeeded {
+            participant,
+            kind,
+            rids,
+        } => hub.media_layers_needed(participant.0, kind_from_media(kind), rids),
         MediaEvent::ActiveSpeakers { room, participants } => {
             let ids: Vec<u64> = participants.iter().map(|p| p.0).collect();
             hub.media_active_speakers(room.0, &ids)

@@ -208,6 +208,8 @@ class SerialQueue {
  *   {kind, reason}, `active-speakers` {user_ids}, `stream-paused` {user_id, kind, reason:
  *   'bandwidth'} (a received stream stopped: this connection's estimated bandwidth does not fit even
  *   its lowest layer; show a placeholder, not a frozen picture), `stream-resumed` {user_id, kind},
+ *   `layers-needed` {kind, rids} (dynacast: the simulcast layers of a published stream some
+ *   subscriber needs; the SDK turns the others off, see `publish`'s `dynacast` option),
  *   `offer` {sdp, tracks} (handled by the SDK; for information).
  * - `server-event` {event, ...}: every server event, raw.
  * - `connection-state` {target: 'publisher'|'subscriber', state, iceState}: RTCPeerConnection states.
@@ -254,6 +256,8 @@ export class FanoutClient extends EventTarget {
     this._pubTransceivers = new Map();
     /** kind -> the published track (absent when not published). @type {Map<string, MediaStreamTrack>} */
     this._published = new Map();
+    /** kind -> the simulcast rids sent now, once dynacast changed them. @type {Map<string, string[]>} */
+    this.activeLayers = new Map();
     this._pubNegotiated = false;
     this._pubCandidates = [];
     this._pubQueue = new SerialQueue();
@@ -398,6 +402,11 @@ export class FanoutClient extends EventTarget {
         break;
       case 'kicked':
         this._leaveLocally();
+        break;
+      case 'layers_needed':
+        this._pubQueue
+          .run(() => this._applyLayersNeeded(fields.kind, fields.rids || []))
+          .catch((error) => this._emit('error', { error, context: 'dynacast' }));
         break;
       case 'offer': {
         const epoch = this._epoch;
@@ -550,6 +559,57 @@ export class FanoutClient extends EventTarget {
     });
   }
 
+  /**
+   * Adaptive stream, as LiveKit calls it: keeps the server told how big `element` (the `<video>`
+   * showing a remote video) is drawn, and pauses the stream while the element is hidden (not
+   * intersecting the viewport, or `display: none`), so that no 720p is sent to a 160-pixel tile and
+   * nothing to a tab nobody looks at. Updates are debounced (300 ms). Returns a function that stops
+   * watching (and lifts the constraints).
+   * @param {HTMLVideoElement} element
+   * @param {string} userId
+   * @param {StreamKind} [kind='video']
+   * @param {{priority?: number}} [options]
+   * @returns {() => Promise<void>}
+   */
+  adaptiveStream(element, userId, kind = 'video', { priority = 0 } = {}) {
+    let visible = true;
+    let timer = null;
+    let last = '';
+    const push = () => {
+      timer = null;
+      const ratio = (typeof window !== 'undefined' && window.devicePixelRatio) || 1;
+      const width = Math.round(element.clientWidth * ratio);
+      const height = Math.round(element.clientHeight * ratio);
+      const paused = !visible || width === 0 || height === 0;
+      const key = `${width}x${height}:${paused}`;
+      if (key === last) return;
+      last = key;
+      this.setVideoConstraints(userId, kind, { maxWidth: width, maxHeight: height, paused, priority }).catch((error) =>
+        this._emit('error', { error, context: 'adaptive stream' }),
+      );
+    };
+    const schedule = () => {
+      if (timer === null) timer = setTimeout(push, 300);
+    };
+    const resize = typeof ResizeObserver === 'function' ? new ResizeObserver(schedule) : null;
+    const seen =
+      typeof IntersectionObserver === 'function'
+        ? new IntersectionObserver((entries) => {
+            visible = entries.some((e) => e.isIntersecting);
+            schedule();
+          })
+        : null;
+    resize?.observe(element);
+    seen?.observe(element);
+    schedule();
+    return async () => {
+      resize?.disconnect();
+      seen?.disconnect();
+      if (timer !== null) clearTimeout(timer);
+      await this.setVideoConstraints(userId, kind, { priority });
+    };
+  }
+
   /** Keep-alive / round trip. The SDK pings every 5 s by itself. */
   async ping() {
     await this._request('ping');
@@ -635,9 +695,13 @@ export class FanoutClient extends EventTarget {
    * @param {boolean} [options.simulcast=false] send the camera in several layers (rids q, h, f; see
    *   `simulcastEncodings`) so receivers can pick the big or the small stream with
    *   `setSubscription(..., layer)`; applies when the camera's transceiver is created (first publish)
+   * @param {boolean} [options.dynacast=true] with simulcast, stop encoding the layers the server
+   *   says no subscriber needs (`layers-needed` events) and start them again when it names them:
+   *   saves the uplink and the CPU of layers no one watches
    * @returns {Promise<void>}
    */
   async publish(tracks = {}, options = {}) {
+    if (options.dynacast !== undefined) this._dynacast = options.dynacast !== false;
     const wanted = [];
     for (const [key, kind] of [['audio', 'audio'], ['video', 'video'], ['screen', 'sub_video'], ['sub_video', 'sub_video']]) {
       const t = tracks[key];
@@ -714,6 +778,29 @@ export class FanoutClient extends EventTarget {
       tr.direction = 'inactive';
       await this._negotiatePublisher();
     });
+  }
+
+  /**
+   * Dynacast: turns the simulcast encodings of `kind` on when their rid is in `rids`, off when
+   * not (the lowest layer is always named). Runs inside `_pubQueue`.
+   */
+  async _applyLayersNeeded(kind, rids) {
+    if (this._dynacast === false) return;
+    const tr = this._pubTransceivers.get(kind);
+    if (!tr || tr.stopped || !tr.sender) return;
+    const params = tr.sender.getParameters();
+    const encodings = params.encodings || [];
+    if (encodings.length < 2 || !encodings.some((e) => e.rid && rids.includes(e.rid))) return;
+    let changed = false;
+    for (const e of encodings) {
+      const active = !e.rid || rids.includes(e.rid);
+      if (e.active !== active) {
+        e.active = active;
+        changed = true;
+      }
+    }
+    if (changed) await tr.sender.setParameters(params);
+    this.activeLayers.set(kind, encodings.filter((e) => e.active).map((e) => e.rid));
   }
 
   _ensurePublisher() {

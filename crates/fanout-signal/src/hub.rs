@@ -1194,6 +1194,18 @@ impl Hub {
         }
     }
 
+    /// Dynacast: the rids of `participant`'s simulcast `kind` stream some subscriber needs.
+    pub fn media_layers_needed(&mut self, participant: u64, kind: StreamKind, rids: Vec<String>) {
+        let Some((_, member)) = self.member_of(participant) else {
+            return;
+        };
+        if let Some(conn) = member.conn {
+            tracing::debug!(participant, ?kind, ?rids, "layers needed");
+            self.events
+                .push_back((conn, Event::LayersNeeded { kind, rids }));
+        }
+    }
+
     /// A stream `subscriber` receives from `publisher` was paused for bandwidth (`paused`) or
     /// resumed.
     pub fn media_stream_paused(
@@ -1224,6 +1236,7 @@ impl Hub {
         else {
             return;
         };
+        tracing::debug!(subscriber, publisher = %user_id, paused, "stream paused or resumed for bandwidth");
         let event = if paused {
             Event::StreamPaused {
                 user_id,

@@ -466,6 +466,13 @@ pub enum Event {
         user_id: String,
         kind: StreamKind,
     },
+    /// Dynacast, to a publisher: of its simulcast `kind` stream, only the layers named by these
+    /// rids are needed by some subscriber now (the lowest always is); it may stop encoding the
+    /// others until a later `layers_needed` names them again.
+    LayersNeeded {
+        kind: StreamKind,
+        rids: Vec<String>,
+    },
     /// The server is shutting down: no new entries; users should move within `grace_secs`.
     ServerShutdown {
         grace_secs: u64,

@@ -420,6 +420,28 @@ fn a_stream_paused_for_bandwidth_is_announced_to_its_subscriber_only() {
 }
 
 #[test]
+fn the_layers_a_publisher_should_send_are_told_to_it_alone() {
+    let mut h = hub(false);
+    enter(&mut h, 1, "alice", None).unwrap();
+    enter(&mut h, 2, "bob", None).unwrap();
+    let alice = participant(&mut h, 1);
+    h.media_published(alice, StreamKind::Video);
+    drain(&mut h);
+    h.media_layers_needed(alice, StreamKind::Video, vec!["q".into()]);
+    h.media_layers_needed(9999, StreamKind::Video, vec!["q".into()]);
+    let (events, _) = drain(&mut h);
+    let needed = Event::LayersNeeded {
+        kind: StreamKind::Video,
+        rids: vec!["q".into()],
+    };
+    assert_eq!(events, vec![(1, needed.clone())]);
+    assert_eq!(
+        needed.to_json(),
+        r#"{"event":"layers_needed","kind":"video","rids":["q"]}"#
+    );
+}
+
+#[test]
 fn leaving_removes_the_media_and_tells_the_others_what_stopped() {
     let mut h = hub(false);
     enter(&mut h, 1, "alice", None).unwrap();

@@ -462,6 +462,12 @@ impl Endpoint {
                 down_track,
                 ..
             } => self.stream_paused(subscriber, down_track, false),
+            RouterEvent::LayersNeeded {
+                publisher,
+                kind,
+                layers,
+                ..
+            } => self.layers_needed(publisher, kind, layers),
         }
     }
 

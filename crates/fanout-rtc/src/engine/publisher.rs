@@ -69,7 +69,43 @@ fn layer_of_rid(rid: &[u8], rids: &[String]) -> u8 {
         .min(layers - 1)
 }
 
+/// The rids (of an offer's `rids`) whose layers are set in `layers` (bit i: `Layer(i)`).
+fn rids_of_layers(layers: u8, rids: &[String]) -> Vec<String> {
+    rids.iter()
+        .filter(|r| layers & (1 << layer_of_rid(r.as_bytes(), rids)) != 0)
+        .cloned()
+        .collect()
+}
+
 impl Endpoint {
+    /// Dynacast: tells `publisher` which rids of its `kind` stream some subscriber needs (bit
+    /// `i` of `layers` for `Layer(i)`), as the rids its offer named.
+    pub(super) fn layers_needed(&mut self, publisher: ParticipantId, kind: MediaKind, layers: u8) {
+        let Some(key) = self.participants.get(&publisher).and_then(|p| p.publisher) else {
+            return;
+        };
+        let Some(Peer {
+            role: Role::Publisher(pb),
+            ..
+        }) = self.peers.get(key)
+        else {
+            return;
+        };
+        let Some((incoming, _)) = pb
+            .sections
+            .iter()
+            .find(|(i, k)| *k == kind && !i.rids.is_empty())
+        else {
+            return;
+        };
+        let rids = rids_of_layers(layers, &incoming.rids);
+        self.events.push_back(MediaEvent::LayersNeeded {
+            participant: publisher,
+            kind,
+            rids,
+        });
+    }
+
     /// Answers a publishing connection's offer (its first or a renegotiation). `tracks` maps
     /// mids to kinds; sections not listed are rejected.
     #[allow(clippy::too_many_arguments)]
@@ -636,5 +672,29 @@ impl Endpoint {
         if let Ok(len) = peer.conn.protect_rtcp(&mut slot[..], n) {
             self.tx.commit(to, len);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn needed_layers_are_told_as_the_rids_the_offer_named() {
+        let three = names(&["q", "h", "f"]);
+        assert_eq!(rids_of_layers(0b001, &three), names(&["q"]));
+        assert_eq!(rids_of_layers(0b101, &three), names(&["q", "f"]));
+        assert_eq!(rids_of_layers(0b111, &three), three);
+        // Two layers: `f` is the second.
+        let two = names(&["q", "f"]);
+        assert_eq!(rids_of_layers(0b010, &two), names(&["f"]));
+        assert_eq!(rids_of_layers(0b100, &two), Vec::<String>::new());
+        // Names we do not know go by their position in the offer.
+        let other = names(&["a", "b", "c"]);
+        assert_eq!(rids_of_layers(0b011, &other), names(&["a", "b"]));
     }
 }
