@@ -144,17 +144,15 @@ pub(crate) fn resolution_exceeds(limits: &StreamLimits, (w, h): (u32, u32)) -> b
     }
 }
 
-/// The highest layer a down-track wants and may have: its preference, the smallest layer that
-/// covers its rendered size, and the allocator's limit. `None` when no layer is usable.
-pub(crate) fn ceiling(layers: &[PublicationLayer], dt: &DownTrack) -> Option<Layer> {
-    ceiling_of(layers, dt, PublicationLayer::usable)
-}
-
-/// [`ceiling`] over the layers the allocator may choose, suspended ones included.
+/// The highest layer a down-track wants among those the allocator may choose (suspended ones
+/// included): see [`ceiling_of`].
 pub(crate) fn available_ceiling(layers: &[PublicationLayer], dt: &DownTrack) -> Option<Layer> {
     ceiling_of(layers, dt, PublicationLayer::available)
 }
 
+/// The highest layer passing `ok` a down-track wants: its preference, and the smallest layer
+/// that covers its rendered size (the allocator's limit is applied by [`layer_under_limits`]).
+/// `None` when no layer passes.
 fn ceiling_of(
     layers: &[PublicationLayer],
     dt: &DownTrack,
@@ -187,21 +185,28 @@ fn ceiling_of(
 /// The layer a down-track should forward: the highest usable one up to its ceiling and the
 /// allocator's limit (the lowest usable one if none is that low).
 fn desired_layer(layers: &[PublicationLayer], dt: &DownTrack) -> Option<Layer> {
-    let mut top = ceiling(layers, dt)?.0;
+    layer_under_limits(layers, dt, PublicationLayer::usable)
+}
+
+/// The highest layer passing `ok` up to the down-track's ceiling (over those layers) and the
+/// allocator's limit; the lowest passing `ok` if none is that low.
+fn layer_under_limits(
+    layers: &[PublicationLayer],
+    dt: &DownTrack,
+    ok: fn(&PublicationLayer) -> bool,
+) -> Option<Layer> {
+    let mut top = ceiling_of(layers, dt, ok)?.0;
     if let Allowed::UpTo(l) = dt.allowed {
         top = top.min(l);
     }
-    let mut usable = layers
+    let mut passing = layers
         .iter()
         .enumerate()
-        .filter(|(i, l)| l.usable() && *i as u8 <= top)
+        .filter(|(i, l)| ok(l) && *i as u8 <= top)
         .map(|(i, _)| Layer(i as u8));
-    usable.next_back().or_else(|| {
-        layers
-            .iter()
-            .position(PublicationLayer::usable)
-            .map(|i| Layer(i as u8))
-    })
+    passing
+        .next_back()
+        .or_else(|| layers.iter().position(ok).map(|i| Layer(i as u8)))
 }
 
 impl Publication {
@@ -626,24 +631,8 @@ impl Publication {
         }
         let mut needed = 1u8;
         for dt in self.down_tracks.iter().filter(|d| !d.paused()) {
-            let Some(mut top) = available_ceiling(&self.layers, dt).map(|l| l.0) else {
-                continue;
-            };
-            if let Allowed::UpTo(l) = dt.allowed {
-                top = top.min(l);
-            }
-            // The highest available layer up to it (the lowest available if none is that low).
-            let pick = (0..=top)
-                .rev()
-                .find(|&i| self.layers[usize::from(i)].available())
-                .or_else(|| {
-                    self.layers
-                        .iter()
-                        .position(PublicationLayer::available)
-                        .map(|i| i as u8)
-                });
-            if let Some(i) = pick {
-                needed |= 1 << i;
+            if let Some(l) = layer_under_limits(&self.layers, dt, PublicationLayer::available) {
+                needed |= 1 << l.0;
             }
         }
         let mut changed = false;

@@ -194,22 +194,12 @@ impl Endpoint {
 
     /// The allocator would send `bps` to `subscriber` with no limit.
     pub(super) fn bandwidth_wanted(&mut self, subscriber: ParticipantId, bps: u64) {
-        let Some(key) = self
-            .participants
-            .get(&subscriber)
-            .and_then(|p| p.subscriber)
-        else {
-            return;
-        };
-        if let Some(Peer {
-            role: Role::Subscriber(sb),
-            ..
-        }) = self.peers.get_mut(key)
+        if let Some(cc) = self
+            .sub_state(subscriber)
+            .and_then(|(_, sb)| sb.congestion.as_mut())
         {
-            if let Some(cc) = sb.congestion.as_mut() {
-                tracing::debug!(participant = subscriber.0, bps, "bandwidth wanted");
-                cc.bwe.set_desired(bps);
-            }
+            tracing::debug!(participant = subscriber.0, bps, "bandwidth wanted");
+            cc.bwe.set_desired(bps);
         }
     }
 

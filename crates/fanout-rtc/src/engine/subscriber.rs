@@ -511,6 +511,35 @@ impl Endpoint {
         }
     }
 
+    /// `participant`'s subscribing connection: its room and its state.
+    pub(super) fn sub_state(
+        &mut self,
+        participant: ParticipantId,
+    ) -> Option<(RoomId, &mut SubState)> {
+        let key = self.participants.get(&participant)?.subscriber?;
+        let peer = self.peers.get_mut(key)?;
+        match &mut peer.role {
+            Role::Subscriber(sb) => Some((peer.room, &mut **sb)),
+            Role::Publisher(_) => None,
+        }
+    }
+
+    /// The received stream `kind` of `publisher` on `id`'s subscribing connection, and its room.
+    fn received_down(
+        &mut self,
+        id: ParticipantId,
+        publisher: ParticipantId,
+        kind: MediaKind,
+    ) -> Option<(RoomId, &mut Down)> {
+        let (room, sb) = self.sub_state(id)?;
+        let d = sb
+            .downs
+            .iter_mut()
+            .flatten()
+            .find(|d| d.publisher == publisher && d.kind == kind)?;
+        Some((room, d))
+    }
+
     /// Chooses the simulcast layer (TRTC big/small stream) of one received stream.
     pub fn set_layer(
         &mut self,
@@ -520,22 +549,7 @@ impl Endpoint {
         kind: MediaKind,
         layer: LayerPreference,
     ) {
-        let Some(key) = self.participants.get(&id).and_then(|p| p.subscriber) else {
-            return;
-        };
-        let Some(peer) = self.peers.get_mut(key) else {
-            return;
-        };
-        let room = peer.room;
-        let Role::Subscriber(sb) = &mut peer.role else {
-            return;
-        };
-        let Some(d) = sb
-            .downs
-            .iter_mut()
-            .flatten()
-            .find(|d| d.publisher == publisher && d.kind == kind)
-        else {
+        let Some((room, d)) = self.received_down(id, publisher, kind) else {
             return;
         };
         d.layer = layer;
@@ -561,22 +575,7 @@ impl Endpoint {
         kind: MediaKind,
         constraints: VideoConstraints,
     ) {
-        let Some(key) = self.participants.get(&id).and_then(|p| p.subscriber) else {
-            return;
-        };
-        let Some(peer) = self.peers.get_mut(key) else {
-            return;
-        };
-        let room = peer.room;
-        let Role::Subscriber(sb) = &mut peer.role else {
-            return;
-        };
-        let Some(d) = sb
-            .downs
-            .iter_mut()
-            .flatten()
-            .find(|d| d.publisher == publisher && d.kind == kind)
-        else {
+        let Some((room, d)) = self.received_down(id, publisher, kind) else {
             return;
         };
         d.constraints = Some(constraints);
@@ -594,28 +593,19 @@ impl Endpoint {
         down_track: DownTrackId,
         paused: bool,
     ) {
-        let Some(key) = self
-            .participants
-            .get(&subscriber)
-            .and_then(|p| p.subscriber)
+        let Some((publisher, kind)) = self
+            .sub_state(subscriber)
+            .and_then(|(_, sb)| sb.down_mut(down_track))
+            .map(|d| (d.publisher, d.kind))
         else {
             return;
         };
-        let Some(Peer {
-            role: Role::Subscriber(sb),
-            ..
-        }) = self.peers.get_mut(key)
-        else {
-            return;
-        };
-        if let Some(d) = sb.down_mut(down_track) {
-            self.events.push_back(MediaEvent::StreamPaused {
-                participant: subscriber,
-                publisher: d.publisher,
-                kind: d.kind,
-                paused,
-            });
-        }
+        self.events.push_back(MediaEvent::StreamPaused {
+            participant: subscriber,
+            publisher,
+            kind,
+            paused,
+        });
     }
 
     /// WHEP: answers a player's receive-only offer with up to one audio and one video stream
