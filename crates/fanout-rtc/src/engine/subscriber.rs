@@ -44,6 +44,13 @@ struct Down {
     in_router: bool,
 }
 
+impl Down {
+    /// Probe padding may go on its RTX stream: a video down-track in the router with one.
+    fn carries_padding(&self) -> bool {
+        self.kind != MediaKind::Audio && self.in_router && self.rtx.is_some()
+    }
+}
+
 /// A down-track's RTX stream (RFC 4588): its own SSRC, payload type and sequence numbers.
 #[derive(Debug, Clone, Copy)]
 struct Rtx {
@@ -100,23 +107,21 @@ impl SubState {
         }
     }
 
-    /// Where padding goes: the first video down-track's RTX stream (its SSRC, payload type and
-    /// next sequence number).
     /// A video down-track with an RTX stream exists: probe padding has somewhere to go.
     pub(super) fn can_pad(&self) -> bool {
-        self.downs
-            .iter()
-            .flatten()
-            .any(|d| d.kind != MediaKind::Audio && d.in_router && d.rtx.is_some())
+        self.downs.iter().flatten().any(Down::carries_padding)
     }
 
+    /// Where padding goes: the first video down-track's RTX stream (its SSRC, payload type and
+    /// next sequence number).
     pub(super) fn padding_stream(&mut self) -> Option<(u32, u8, u16)> {
         let rtx = self
             .downs
             .iter_mut()
             .flatten()
-            .filter(|d| d.kind != MediaKind::Audio && d.in_router)
-            .find_map(|d| d.rtx.as_mut())?;
+            .find(|d| d.carries_padding())?
+            .rtx
+            .as_mut()?;
         rtx.sequence = rtx.sequence.wrapping_add(1);
         Some((rtx.ssrc, rtx.payload_type, rtx.sequence))
     }
