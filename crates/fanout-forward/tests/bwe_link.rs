@@ -150,3 +150,34 @@ fn audio_survives_every_step() {
         assert!(loss < 0.01, "{from}-{to}: {loss}\n{}", sim.trace());
     }
 }
+
+/// A sender held below the link by its source (a simulcast layer's encoder) while more is wanted:
+/// probes find the link's capacity, and the estimate stays there instead of creeping up untested
+/// (to 1.5x what is acknowledged), which would let the allocator take a layer the link cannot
+/// carry. Seen with Chromium at 600 kbit/s: a 360p layer ramping up into a queue of 180 ms.
+#[test]
+fn an_application_limited_sender_does_not_outgrow_a_probed_link() {
+    // As on the shaped veth of the Chromium test: a 200 ms tbf queue, a round trip of a few ms.
+    let path = Path {
+        queue_limit: s(0.2),
+        propagation: s(0.001),
+        ..stepped(&[(0.0, 600_000), (40.0, 3_000_000)])
+    };
+    let mut sim = Sim::new(path, 450_000);
+    sim.bwe.set_desired(900_000);
+    sim.run_until(s(50.0));
+    let high = sim
+        .windows
+        .iter()
+        .filter(|w| w.at >= s(10.0) && w.at < s(40.0))
+        .map(|w| w.estimate_bps)
+        .max()
+        .unwrap_or(0);
+    let back = sim.estimate_reached(s(40.0), 900_000);
+    println!(
+        "600 kb/s, sending 450 kb/s, 900 kb/s wanted: highest estimate {} kb/s; at 900 kb/s {back:?} after 3 Mb/s returns",
+        high / 1000
+    );
+    assert!(high <= 630_000, "{high}\n{}", sim.trace());
+    assert!(matches!(back, Some(t) if t <= s(4.0)), "{}", sim.trace());
+}

@@ -84,6 +84,11 @@ impl Aimd {
         }
     }
 
+    /// The rate grows no further than `bps` (it is lowered to it if it did).
+    pub fn limit_to(&mut self, bps: f64) {
+        self.rate_bps = self.rate_bps.min(bps).max(self.min_bps);
+    }
+
     /// Whether an overuse now may cut the rate again: one cut per round trip (10-200 ms), unless
     /// what the path delivers fell well below the rate (a capacity drop: the first cut, made from
     /// arrivals partly older than the drop, was not deep enough).

@@ -36,7 +36,7 @@ use history::SendHistory;
 use inter_arrival::InterArrival;
 use loss::LossController;
 use one_way::QueueDelay;
-use probe::{ProbeController, ProbeEstimator};
+use probe::{Measured, ProbeController, ProbeEstimator};
 use std::time::{Duration, Instant};
 use trendline::Trendline;
 
@@ -75,6 +75,13 @@ const QUEUE_GROWTH_MS: f64 = 20.0;
 /// A queue up to this long (ms) is left to drain by the usual cut alone.
 const DRAIN_FREE_MS: f64 = 50.0;
 
+/// A path whose measured capacity covers what is wanted is probed again after this long.
+pub const REMEASURE: Duration = Duration::from_secs(10);
+
+/// Acknowledged under this share of the delay-based rate: the sender is application-limited (a
+/// simulcast layer below the estimate), and growth of the rate is untested.
+const APP_LIMITED: f64 = 0.9;
+
 /// Arrival times beyond this (µs, either sign) are refused: 2^24 × 64 ms is 2^40 µs.
 pub const ARRIVAL_LIMIT_US: i64 = 1 << 42;
 
@@ -98,6 +105,9 @@ pub struct BweStats {
     pub rtt: Duration,
     /// Queueing delay of the newest feedback (ms, mean over its packets).
     pub queue_delay_ms: f64,
+    /// The capacity the last saturated probe measured, while it bounds an application-limited
+    /// estimate's growth.
+    pub probe_ceiling_bps: Option<u64>,
     pub probes_sent: u64,
     pub probe_results: u64,
 }
@@ -120,12 +130,22 @@ pub struct SendSideBwe {
     trendline: Trendline,
     aimd: Aimd,
     acked: AckedBitrate,
+    /// The same for packets outside probe clusters: what the path carries of the sender's own
+    /// traffic, which a probe's measure of capacity cannot be below.
+    acked_unprobed: AckedBitrate,
     loss: LossController,
     queue: QueueDelay,
     probe_estimator: ProbeEstimator,
     probes: ProbeController,
     rtt: Option<Duration>,
     desired_bps: u64,
+    /// A saturated probe's measure of the path: while the sender is application-limited the
+    /// estimate does not grow past it, until a probe gets through at a higher rate. Without it the rate of an application-limited sender creeps up
+    /// untested (to 1.5x what is acknowledged), and the allocator keeps or takes a layer the
+    /// link cannot carry.
+    ceiling_bps: Option<f64>,
+    /// When the ceiling was last measured.
+    ceiling_at: Option<Instant>,
     last_feedback: Option<Instant>,
     last_timeout_cut: Option<Instant>,
     queue_delay_ms: f64,
@@ -148,12 +168,15 @@ impl SendSideBwe {
             trendline: Trendline::default(),
             aimd: Aimd::new(start, config.min_bps, config.max_bps),
             acked: AckedBitrate::default(),
+            acked_unprobed: AckedBitrate::default(),
             loss: LossController::default(),
             queue: QueueDelay::default(),
             probe_estimator: ProbeEstimator::default(),
             probes: ProbeController::new(config.max_bps),
             rtt: None,
             desired_bps: 0,
+            ceiling_bps: None,
+            ceiling_at: None,
             last_feedback: None,
             last_timeout_cut: None,
             queue_delay_ms: 0.0,
@@ -236,12 +259,15 @@ impl SendSideBwe {
         let rtt = self.rtt.unwrap_or(Duration::from_millis(100));
         self.scratch
             .sort_unstable_by_key(|p| (p.arrival_us, p.send_us));
-        let mut probe_result: Option<(ProbeId, f64)> = None;
+        let mut probe_result: Option<(ProbeId, Measured)> = None;
         let mut queue_sum = 0.0;
         let mut newest_queue = self.newest_queue_ms;
         for i in 0..self.scratch.len() {
             let p = self.scratch[i];
             self.acked.add(p.arrival_us, p.size);
+            if p.probe.is_none() {
+                self.acked_unprobed.add(p.arrival_us, p.size);
+            }
             newest_queue = self.queue.push(p.send_us, p.arrival_us);
             queue_sum += newest_queue;
             if let Some(id) = p.probe {
@@ -249,7 +275,11 @@ impl SendSideBwe {
                     .probe_estimator
                     .on_packet(id, p.send_us, p.arrival_us, p.size)
                 {
-                    probe_result = Some((id, probe_result.map_or(r, |(_, b)| b.max(r))));
+                    let best = match probe_result {
+                        Some((_, b)) if b.bps >= r.bps => b,
+                        _ => r,
+                    };
+                    probe_result = Some((id, best));
                 }
             }
             if let Some(delta) = self.inter_arrival.push(p.send_us, p.arrival_us) {
@@ -271,9 +301,19 @@ impl SendSideBwe {
         } else {
             self.trendline.usage()
         };
-        if let Some((id, result)) = probe_result {
+        if let Some((id, measured)) = probe_result {
             self.probe_results += 1;
             let before = self.estimate_bps() as f64;
+            let result = measured.bps;
+            if measured.saturated {
+                // Under what the path already carries, a "capacity" is the measure's noise.
+                if self.acked_unprobed.rate_bps().is_none_or(|a| result >= a) {
+                    self.ceiling_bps = Some(result);
+                    self.ceiling_at = Some(now);
+                }
+            } else if self.ceiling_bps.is_some_and(|c| result >= c) {
+                self.ceiling_bps = None;
+            }
             if usage != Usage::Overusing {
                 self.aimd.raise_to(now, result);
                 self.loss.raise_to(result);
@@ -300,7 +340,18 @@ impl SendSideBwe {
                 self.aimd.update(now, usage, now_rate, rtt);
             }
         } else {
+            let before = self.aimd.rate_bps();
             self.aimd.update(now, usage, acked, rtt);
+            // An application-limited sender tests no growth: past a probe-measured capacity it
+            // waits for a probe (or its own traffic) to show more.
+            if let (Some(c), Some(a)) = (self.ceiling_bps, acked) {
+                // What arrives of what is sent: random loss is no sign of a limited sender.
+                let (recent_loss, inherent) = self.loss.fractions();
+                let delivered = 1.0 - recent_loss.max(inherent).clamp(0.0, 0.5);
+                if a < APP_LIMITED * before * delivered {
+                    self.aimd.limit_to(before.max(c));
+                }
+            }
         }
         self.loss.update(
             now,
@@ -321,6 +372,18 @@ impl SendSideBwe {
 
     /// The next probe cluster to send now, if any.
     pub fn poll_probe(&mut self, now: Instant) -> Option<ProbeCluster> {
+        if let Some((c, at)) = self.ceiling_bps.zip(self.ceiling_at) {
+            // The estimate covers what is wanted (if without the allocator's upgrade margin) and
+            // the path was measured to carry no more: probing it again soon would only fill its
+            // queue. It is measured again now and then, in case it grew.
+            let wanted = self.desired_bps as f64;
+            if c >= wanted
+                && self.estimate_bps() as f64 >= wanted
+                && now.saturating_duration_since(at) < REMEASURE
+            {
+                return None;
+            }
+        }
         let c = self
             .probes
             .poll(now, self.estimate_bps() as f64, self.desired_bps as f64)?;
@@ -371,6 +434,7 @@ impl SendSideBwe {
             inherent_loss,
             rtt: self.rtt.unwrap_or_default(),
             queue_delay_ms: self.queue_delay_ms,
+            probe_ceiling_bps: self.ceiling_bps.map(|c| c as u64),
             probes_sent: self.probes_sent,
             probe_results: self.probe_results,
         }

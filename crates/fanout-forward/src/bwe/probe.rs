@@ -58,6 +58,14 @@ struct Cluster {
     done: bool,
 }
 
+/// What a cluster measured: the rate the path carried it at (b/s), and whether that was less than
+/// it was sent at: a saturated probe measured the path's capacity, not only a lower bound of it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Measured {
+    pub bps: f64,
+    pub saturated: bool,
+}
+
 /// Measures clusters from their packets' feedback.
 #[derive(Debug, Default)]
 pub(crate) struct ProbeEstimator {
@@ -98,7 +106,7 @@ impl ProbeEstimator {
         send_us: i64,
         arrival_us: i64,
         size: u32,
-    ) -> Option<f64> {
+    ) -> Option<Measured> {
         let c = self.clusters[id.0 as usize % CLUSTERS]
             .as_mut()
             .filter(|c| c.id == id && !c.done)?;
@@ -157,11 +165,17 @@ impl ProbeEstimator {
                 recv_bps = recv_bps.min(late);
             }
         }
-        if recv_bps < SATURATED * send_bps {
-            Some(SATURATED_BACKOFF * recv_bps)
+        Some(if recv_bps < SATURATED * send_bps {
+            Measured {
+                bps: SATURATED_BACKOFF * recv_bps,
+                saturated: true,
+            }
         } else {
-            Some(send_bps.min(recv_bps))
-        }
+            Measured {
+                bps: send_bps.min(recv_bps),
+                saturated: false,
+            }
+        })
     }
 }
 
@@ -352,7 +366,8 @@ mod tests {
             }
         }
         let r = result.unwrap();
-        assert!((r - 0.95 * 2_000_000.0).abs() < 1.0, "{r}");
+        assert!(r.saturated);
+        assert!((r.bps - 0.95 * 2_000_000.0).abs() < 1.0, "{r:?}");
         assert_eq!(e.on_packet(c.id, 30_000, 200_000, 1000), None, "done");
         assert_eq!(
             e.on_packet(ProbeId(11), 0, 0, 1000),
@@ -385,7 +400,8 @@ mod tests {
         }
         let r = result.unwrap();
         // The whole cluster arrives at ~1 Mb/s; the path sustains 600 kb/s.
-        assert!((500_000.0..650_000.0).contains(&r), "{r}");
+        assert!(r.saturated);
+        assert!((500_000.0..650_000.0).contains(&r.bps), "{r:?}");
     }
 
     #[test]

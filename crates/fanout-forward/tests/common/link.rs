@@ -85,6 +85,8 @@ pub struct Window {
     pub at: Duration,
     pub capacity_bps: u64,
     pub estimate_bps: u64,
+    /// The estimator's probe-measured ceiling, if any.
+    pub ceiling_bps: Option<u64>,
     /// Our bytes put on the path (audio, video, probes), and delivered.
     pub sent_bytes: u64,
     pub delivered_bytes: u64,
@@ -285,6 +287,7 @@ impl Sim {
             self.current.at = elapsed;
             self.current.capacity_bps = self.path.capacity_at(elapsed);
             self.current.estimate_bps = self.bwe.estimate_bps();
+            self.current.ceiling_bps = self.bwe.stats().probe_ceiling_bps;
             self.windows.push(self.current);
             self.current = Window::default();
         }
@@ -415,18 +418,27 @@ impl Sim {
         ws.iter().sum::<u64>() as f64 / ws.len().max(1) as f64
     }
 
-    /// A line per second: time, capacity, estimate, send rate (for failing tests' messages).
+    /// A line per second: time, capacity, estimate, send rate, probe ceiling (for failing tests'
+    /// messages).
     pub fn trace(&self) -> String {
+        self.trace_every(Duration::from_secs(1))
+    }
+
+    /// [`Self::trace`] at another spacing (a multiple of 100 ms).
+    pub fn trace_every(&self, every: Duration) -> String {
+        let every_ms = every.as_millis().max(100);
         self.windows
             .iter()
-            .filter(|w| w.at.as_millis() % 1000 < 100)
+            .filter(|w| w.at.as_millis() % every_ms < 100)
             .map(|w| {
                 format!(
-                    "{:>5.1}s cap {:>5} est {:>5} send {:>5} kb/s\n",
+                    "{:>5.1}s cap {:>5} est {:>5} send {:>5} kb/s{}\n",
                     w.at.as_secs_f64(),
                     w.capacity_bps / 1000,
                     w.estimate_bps / 1000,
-                    self.send_rate(w.at, Duration::from_millis(500)) as u64 / 1000
+                    self.send_rate(w.at, Duration::from_millis(500)) as u64 / 1000,
+                    w.ceiling_bps
+                        .map_or(String::new(), |c| format!(" ceiling {}", c / 1000))
                 )
             })
             .collect()
