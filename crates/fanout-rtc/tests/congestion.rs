@@ -398,10 +398,12 @@ fn video_bursts_are_paced_and_audio_never_waits() {
     assert!(pacer.queued > 0, "some video waited: {pacer:?}");
     assert!(pacer.released > 0);
     assert_eq!(pacer.dropped, 0);
-    // A 33 kB keyframe at 1.5x an estimate of ~2 Mb/s takes ~90 ms to leave.
+    // A 33 kB keyframe at 2.5x an estimate of ~2 Mb/s takes ~55 ms to leave; in the first
+    // second the estimate is what the start probes proved (no more than their own rates, 0.9 and
+    // 1.8 Mb/s), and a keyframe then waits up to ~150-200 ms.
     assert!(
-        pacer.max_delay_us < 150_000,
-        "no packet waited 150 ms: {pacer:?}"
+        pacer.max_delay_us < 200_000,
+        "no packet waited 200 ms: {pacer:?}"
     );
     let counters = sim.net.endpoint.counters();
     assert_eq!(counters.pacer_released, pacer.released);

@@ -38,6 +38,8 @@ const CLUSTERS: usize = 8;
 #[derive(Debug, Clone, Copy)]
 struct Cluster {
     id: ProbeId,
+    /// The rate it was meant to go at.
+    target_bps: f64,
     min_packets: u32,
     min_bytes: u32,
     /// Packets sent from here on (µs, the sender's clock) are the cluster's later half.
@@ -78,6 +80,7 @@ impl ProbeEstimator {
         let planned_us = (f64::from(c.min_bytes) * 8e6 / c.bitrate_bps.max(1) as f64) as i64;
         self.clusters[c.id.0 as usize % CLUSTERS] = Some(Cluster {
             id: c.id,
+            target_bps: c.bitrate_bps as f64,
             min_packets: c.min_packets,
             min_bytes: c.min_bytes,
             late_from_us: now_us + planned_us / 2,
@@ -165,6 +168,10 @@ impl ProbeEstimator {
                 recv_bps = recv_bps.min(late);
             }
         }
+        // Media sent during the cluster belongs to it and can push its send rate above the
+        // planned one; a shaper's bucket can then pass it whole. A cluster proves no more than
+        // the rate it was meant to test.
+        let send_bps = send_bps.min(c.target_bps);
         Some(if recv_bps < SATURATED * send_bps {
             Measured {
                 bps: SATURATED_BACKOFF * recv_bps,
@@ -402,6 +409,28 @@ mod tests {
         // The whole cluster arrives at ~1 Mb/s; the path sustains 600 kb/s.
         assert!(r.saturated);
         assert!((500_000.0..650_000.0).contains(&r.bps), "{r:?}");
+    }
+
+    /// Seen with Chromium behind a 600 kbit/s tbf: a 650 kb/s cluster, with the media sent
+    /// during it, passed the shaper's bucket whole and "measured" 760 kb/s.
+    #[test]
+    fn a_cluster_proves_no_more_than_its_own_rate() {
+        let mut e = ProbeEstimator::default();
+        let c = ProbeCluster {
+            id: ProbeId(2),
+            bitrate_bps: 650_000,
+            min_packets: 5,
+            min_bytes: 10_000,
+        };
+        e.start(&c, 0);
+        // 1,000-byte packets every 10 ms (800 kb/s with the media), arriving as sent.
+        let mut result = None;
+        for i in 0..12i64 {
+            result = result.or(e.on_packet(c.id, i * 10_000, 50_000 + i * 10_000, 1000));
+        }
+        let r = result.unwrap();
+        assert!(!r.saturated);
+        assert!(r.bps <= 650_000.0, "{r:?}");
     }
 
     #[test]
