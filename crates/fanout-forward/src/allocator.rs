@@ -10,6 +10,7 @@
 //! [`allocate`], and applies what comes back.
 
 use crate::api::{Allowed, DownTrackId, ParticipantId, PauseReason, PublicationId};
+use crate::temporal::ALL_TEMPORAL;
 use std::time::{Duration, Instant};
 
 /// How long a higher allocation must have fitted before it is taken.
@@ -29,6 +30,12 @@ fn level(a: Allowed) -> i16 {
     }
 }
 
+/// Orders allocations with their temporal layer (which only the lowest layer is limited to).
+fn rank_of(a: Allowed, temporal: u8) -> (i16, u8) {
+    let l = level(a);
+    (l, if l < 0 { 0 } else { temporal })
+}
+
 /// One down-track of the subscriber being allocated.
 #[derive(Debug, Clone)]
 pub(crate) struct Candidate {
@@ -45,6 +52,11 @@ pub(crate) struct Candidate {
     pub ceiling: u8,
     pub client_paused: bool,
     pub current: Allowed,
+    /// What its lowest layer costs up to each VP8 temporal layer (cumulative; zeros: no temporal
+    /// layers), the temporal layer it forwards now ([`ALL_TEMPORAL`]: all) and the one decided.
+    pub temporal_rates: [u64; 3],
+    pub current_temporal: u8,
+    pub next_temporal: u8,
     pub upgrade_since: Option<Instant>,
     /// Since when its lowest layer has not fitted (not paused yet).
     pub short_since: Option<Instant>,
@@ -74,6 +86,7 @@ pub(crate) fn allocate(now: Instant, budget_bps: u64, group: &mut [Candidate]) -
     let mut desired = 0u64;
     for c in group.iter_mut() {
         c.next = Allowed::Any;
+        c.next_temporal = ALL_TEMPORAL;
         c.next_upgrade_since = None;
         c.next_short_since = None;
         if c.audio {
@@ -93,14 +106,26 @@ pub(crate) fn allocate(now: Instant, budget_bps: u64, group: &mut [Candidate]) -
         };
         desired += c.rates[usize::from(high)];
         let need = c.rates[usize::from(low)] as f64;
-        let margin = if level(c.current) < 0 {
-            UPGRADE_MARGIN
-        } else {
-            1.0
-        };
+        let margin =
+            if rank_of(Allowed::UpTo(low), ALL_TEMPORAL) > rank_of(c.current, c.current_temporal) {
+                UPGRADE_MARGIN
+            } else {
+                1.0
+            };
+        // Short of the whole lowest layer: the most of its temporal layers that fits (a lower
+        // frame rate rather than a blank tile).
+        let reduced = (0..2u8).rev().find(|&t| {
+            let rate = c.temporal_rates[usize::from(t)] as f64;
+            let up = rank_of(Allowed::UpTo(low), t) > rank_of(c.current, c.current_temporal);
+            rate > 0.0 && rate * if up { UPGRADE_MARGIN } else { 1.0 } <= left
+        });
         if need * margin <= left {
             left -= need;
             c.next = Allowed::UpTo(low);
+        } else if let Some(t) = reduced {
+            left -= c.temporal_rates[usize::from(t)] as f64;
+            c.next = Allowed::UpTo(low);
+            c.next_temporal = t;
         } else if level(c.current) >= 0 {
             // Short, but not for long yet: its lowest layer, until it has been so for a while.
             let since = c.short_since.unwrap_or(now);
@@ -120,6 +145,10 @@ pub(crate) fn allocate(now: Instant, budget_bps: u64, group: &mut [Candidate]) -
         let Allowed::UpTo(low) = c.next else {
             continue;
         };
+        if c.next_temporal < ALL_TEMPORAL {
+            // Not even the whole lowest layer fits.
+            continue;
+        }
         let Some(high) = c.highest() else {
             continue;
         };
@@ -144,7 +173,7 @@ pub(crate) fn allocate(now: Instant, budget_bps: u64, group: &mut [Candidate]) -
     }
     // Hysteresis: up only after holding.
     for c in group.iter_mut().filter(|c| !c.audio) {
-        if level(c.next) > level(c.current)
+        if rank_of(c.next, c.next_temporal) > rank_of(c.current, c.current_temporal)
             && !matches!(c.current, Allowed::Paused(PauseReason::Client))
         {
             let since = c.upgrade_since.unwrap_or(now);
@@ -153,6 +182,7 @@ pub(crate) fn allocate(now: Instant, budget_bps: u64, group: &mut [Candidate]) -
             } else {
                 c.next_upgrade_since = Some(since);
                 c.next = c.current;
+                c.next_temporal = c.current_temporal;
             }
         }
     }
@@ -174,6 +204,9 @@ mod tests {
             ceiling: 2,
             client_paused: false,
             current: Allowed::Any,
+            temporal_rates: [0; 3],
+            current_temporal: ALL_TEMPORAL,
+            next_temporal: ALL_TEMPORAL,
             upgrade_since: None,
             short_since: None,
             next: Allowed::Any,
@@ -193,6 +226,7 @@ mod tests {
     fn apply(group: &mut [Candidate]) {
         for c in group.iter_mut() {
             c.current = c.next;
+            c.current_temporal = c.next_temporal;
             c.upgrade_since = c.next_upgrade_since;
             c.short_since = c.next_short_since;
         }
@@ -293,5 +327,55 @@ mod tests {
         );
         assert_eq!(of(&g, 1), Allowed::Any);
         assert_eq!(of(&g, 2), Allowed::Paused(PauseReason::Client));
+    }
+
+    #[test]
+    fn a_lower_frame_rate_of_the_lowest_layer_before_a_pause() {
+        let t0 = Instant::now();
+        let mut v = video(2, (0, false, false), SIMULCAST);
+        // 180p: 50k at 7.5 fps, 90k at 15, 150k at 30.
+        v.temporal_rates = [50_000, 90_000, 150_000];
+        let mut g = vec![audio(1), v];
+        allocate(t0, 170_000, &mut g);
+        assert_eq!(
+            (of(&g, 2), g[1].next_temporal),
+            (Allowed::UpTo(0), 1),
+            "15 fps at once"
+        );
+        apply(&mut g);
+        allocate(t0, 100_000, &mut g);
+        assert_eq!(
+            (of(&g, 2), g[1].next_temporal),
+            (Allowed::UpTo(0), 0),
+            "7.5 fps"
+        );
+        apply(&mut g);
+        allocate(t0, 60_000, &mut g);
+        assert_eq!(
+            of(&g, 2),
+            Allowed::UpTo(0),
+            "short of 7.5 fps: not paused at once"
+        );
+        apply(&mut g);
+        allocate(t0 + PAUSE_AFTER, 60_000, &mut g);
+        assert_eq!(of(&g, 2), Allowed::Paused(PauseReason::Bandwidth));
+        apply(&mut g);
+        // Back up one step at a time, each after holding, each with the margin.
+        let t1 = t0 + Duration::from_secs(2);
+        allocate(t1, 40_000 + 96_000, &mut g);
+        apply(&mut g);
+        allocate(t1 + UPGRADE_HOLD, 40_000 + 96_000, &mut g);
+        assert_eq!(
+            (of(&g, 2), g[1].next_temporal),
+            (Allowed::UpTo(0), 0),
+            "90k needs 99k"
+        );
+        apply(&mut g);
+        allocate(t1 + UPGRADE_HOLD, 40_000 + 200_000, &mut g);
+        assert_eq!(g[1].next_temporal, 0, "not before holding");
+        apply(&mut g);
+        allocate(t1 + UPGRADE_HOLD * 2, 40_000 + 200_000, &mut g);
+        assert_eq!(g[1].next_temporal, ALL_TEMPORAL);
+        assert_eq!(of(&g, 2), Allowed::UpTo(0));
     }
 }

@@ -252,6 +252,25 @@ pub enum Event {
     },
 }
 
+/// A change to one subscriber's copy of a payload: `len` (1 or 2) bytes at `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadPatch {
+    pub offset: u8,
+    pub len: u8,
+    pub bytes: [u8; 2],
+}
+
+impl PayloadPatch {
+    /// Writes the patch into `payload` (the subscriber's copy); a payload too short for it (it
+    /// was made from this payload, so it never is) is left as it is.
+    pub fn apply(&self, payload: &mut [u8]) {
+        let (at, n) = (usize::from(self.offset), usize::from(self.len.min(2)));
+        if let Some(dst) = payload.get_mut(at..at + n) {
+            dst.copy_from_slice(&self.bytes[..n]);
+        }
+    }
+}
+
 /// Everything that comes out of a router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -264,6 +283,9 @@ pub enum Output {
         /// sent, so the transport sends it on the down-track's RTX stream (RFC 4588), never as a
         /// second packet under the same SSRC and sequence number.
         retransmission: bool,
+        /// Bytes of the payload to overwrite in the subscriber's copy (a VP8 picture ID kept
+        /// continuous across skipped frames and layer switches); the shared payload is untouched.
+        patch: Option<PayloadPatch>,
     },
     /// Ask the publisher for a keyframe on one layer (PLI).
     KeyframeRequest {

@@ -74,6 +74,84 @@ fn vp8_inner(p: &[u8]) -> Option<PayloadInfo> {
     })
 }
 
+/// A VP8 picture ID as carried: its value, whether it is the 15-bit form (else 7 bits), and its
+/// byte offset in the payload (so that a forwarder can rewrite it in place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vp8PictureId {
+    pub value: u16,
+    pub wide: bool,
+    pub offset: u8,
+}
+
+impl Vp8PictureId {
+    /// The values the field can hold: 2^15 or 2^7.
+    pub fn modulus(&self) -> u16 {
+        if self.wide {
+            1 << 15
+        } else {
+            1 << 7
+        }
+    }
+}
+
+/// The temporal-scalability fields of a VP8 payload descriptor (RFC 7741 section 4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vp8Descriptor {
+    pub picture_id: Option<Vp8PictureId>,
+    pub tl0_pic_idx: Option<u8>,
+    /// Temporal layer index (0-3), when the T bit is set.
+    pub tid: Option<u8>,
+    /// Layer sync (Y): this frame depends only on the base layer, so a receiver may start taking
+    /// its temporal layer here.
+    pub layer_sync: bool,
+    /// The first packet of a frame (S bit and partition 0).
+    pub frame_start: bool,
+}
+
+/// Parses the payload descriptor of a VP8 payload; `None` when it is truncated.
+pub fn vp8_descriptor(p: &[u8]) -> Option<Vp8Descriptor> {
+    let b0 = *p.first()?;
+    let mut d = Vp8Descriptor {
+        picture_id: None,
+        tl0_pic_idx: None,
+        tid: None,
+        layer_sync: false,
+        frame_start: b0 & 0x10 != 0 && b0 & 0x07 == 0,
+    };
+    if b0 & 0x80 == 0 {
+        return Some(d);
+    }
+    let x = *p.get(1)?;
+    let mut i = 2usize;
+    if x & 0x80 != 0 {
+        let m = *p.get(i)?;
+        let (value, wide) = if m & 0x80 != 0 {
+            let lo = *p.get(i + 1)?;
+            (u16::from_be_bytes([m & 0x7f, lo]), true)
+        } else {
+            (u16::from(m), false)
+        };
+        d.picture_id = Some(Vp8PictureId {
+            value,
+            wide,
+            offset: i as u8,
+        });
+        i += if wide { 2 } else { 1 };
+    }
+    if x & 0x40 != 0 {
+        d.tl0_pic_idx = Some(*p.get(i)?);
+        i += 1;
+    }
+    if x & 0x30 != 0 {
+        let t = *p.get(i)?;
+        if x & 0x20 != 0 {
+            d.tid = Some(t >> 6);
+            d.layer_sync = t & 0x20 != 0;
+        }
+    }
+    Some(d)
+}
+
 // ---------------------------------------------------------------------------------------------
 // H.264
 
@@ -464,6 +542,47 @@ mod tests {
     fn ue_rejects_overlong_codes() {
         let data = [0u8; 8];
         assert_eq!(BitReader::new(&data, false).ue(), None);
+    }
+
+    #[test]
+    fn vp8_descriptor_with_every_field() {
+        // X; I L T K; M=1 picture id 0x1234; TL0PICIDX 7; TID 2, Y, KEYIDX 5.
+        let p = [0x90, 0xf0, 0x80 | 0x12, 0x34, 7, 0b1010_0101, 0xaa];
+        let d = vp8_descriptor(&p).unwrap();
+        assert!(d.frame_start);
+        assert_eq!(
+            d.picture_id,
+            Some(Vp8PictureId {
+                value: 0x1234,
+                wide: true,
+                offset: 2
+            })
+        );
+        assert_eq!(d.tl0_pic_idx, Some(7));
+        assert_eq!(d.tid, Some(2));
+        assert!(d.layer_sync);
+        // 7-bit picture id, no TL0PICIDX, T without Y, not a frame start.
+        let d = vp8_descriptor(&[0x81, 0xa0, 0x05, 0b0100_0000]).unwrap();
+        assert!(!d.frame_start);
+        assert_eq!(
+            d.picture_id.map(|p| (p.value, p.wide, p.offset)),
+            Some((5, false, 2))
+        );
+        assert_eq!((d.tid, d.layer_sync, d.tl0_pic_idx), (Some(1), false, None));
+        // K alone: no temporal index.
+        assert_eq!(vp8_descriptor(&[0x80, 0x10, 0x00]).unwrap().tid, None);
+        // No extension at all.
+        let d = vp8_descriptor(&[0x10, 0x00]).unwrap();
+        assert_eq!((d.picture_id, d.tid), (None, None));
+    }
+
+    #[test]
+    fn truncated_vp8_descriptors_are_none() {
+        let full = [0x90, 0xf0, 0x80 | 0x12, 0x34, 7, 0b1010_0101];
+        for n in 0..full.len() {
+            assert_eq!(vp8_descriptor(&full[..n]), None, "{n} bytes");
+        }
+        assert!(vp8_descriptor(&full).is_some());
     }
 
     #[test]

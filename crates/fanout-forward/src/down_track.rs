@@ -2,10 +2,12 @@
 //! payload type), the layer preference, the layer currently forwarded and the one it should switch
 //! to at the next keyframe, the [`SeqRewriter`] and the counters its sender reports need.
 
+use crate::api::PayloadPatch;
 use crate::api::{
     Allowed, DownTrackId, Layer, LayerPreference, Output, ParticipantId, PublicationId, RtpPacket,
 };
 use crate::seq_rewriter::SeqRewriter;
+use crate::temporal::TemporalFilter;
 use std::time::Instant;
 
 /// A read-only view of a down-track, for the transport and for tests.
@@ -30,6 +32,10 @@ pub struct DownTrackInfo {
     pub receiver_report: Option<(u8, u32)>,
     /// What the stream allocator lets it forward.
     pub allowed: Allowed,
+    /// The highest VP8 temporal layer the allocator lets it forward, and the one forwarded now
+    /// ([`crate::ALL_TEMPORAL`]: all).
+    pub temporal_target: u8,
+    pub temporal_current: u8,
     /// The subscriber's constraints: largest rendered size (0: none), paused, priority.
     pub max_size: (u32, u32),
     pub client_paused: bool,
@@ -48,6 +54,8 @@ pub(crate) struct DownTrack {
     /// The source epoch of the current layer when this down-track switched to it.
     pub(crate) source_epoch: u64,
     pub(crate) rewriter: SeqRewriter,
+    /// VP8 temporal layers forwarded, and the picture IDs as renumbered.
+    pub(crate) temporal: TemporalFilter,
     pub(crate) packets_sent: u32,
     pub(crate) octets_sent: u32,
     /// The subscriber's last receiver report (fraction lost, jitter).
@@ -90,6 +98,7 @@ impl DownTrack {
             target: None,
             source_epoch: 0,
             rewriter: SeqRewriter::new(r as u16, (r >> 32) as u32),
+            temporal: TemporalFilter::default(),
             packets_sent: 0,
             octets_sent: 0,
             last_receiver_report: None,
@@ -115,6 +124,7 @@ impl DownTrack {
         sequence: u16,
         timestamp: u32,
         retransmission: bool,
+        patch: Option<PayloadPatch>,
     ) -> Output {
         self.packets_sent = self.packets_sent.wrapping_add(1);
         self.octets_sent = self.octets_sent.wrapping_add(src.payload.len() as u32);
@@ -131,6 +141,7 @@ impl DownTrack {
                 payload: src.payload.clone(),
             },
             retransmission,
+            patch,
         }
     }
 
@@ -148,6 +159,8 @@ impl DownTrack {
             octets_sent: self.octets_sent,
             receiver_report: self.last_receiver_report,
             allowed: self.allowed,
+            temporal_target: self.temporal.target,
+            temporal_current: self.temporal.current(),
             max_size: self.max_size,
             client_paused: self.client_paused,
             priority: self.priority,

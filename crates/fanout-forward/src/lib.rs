@@ -21,6 +21,7 @@ mod router;
 mod seq_rewriter;
 mod seq_window;
 mod speakers;
+mod temporal;
 
 pub use allocator::{PAUSE_AFTER, UPGRADE_HOLD, UPGRADE_MARGIN};
 pub use api::*;
@@ -36,3 +37,4 @@ pub use receive_stats::{NACK_MAX_AGE, NACK_MAX_TRIES, NACK_RETRY_INTERVAL};
 pub use router::{Router, RouterStats, REPORT_INTERVAL, TICK_INTERVAL};
 pub use seq_window::{MAX_DROPOUT, SEQ_WINDOW};
 pub use speakers::{SPEAKER_INTERVAL, SPEAKING_THRESHOLD};
+pub use temporal::ALL_TEMPORAL;

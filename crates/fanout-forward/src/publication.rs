@@ -16,6 +16,7 @@ use crate::receive_stats::ReceiveStats;
 use crate::router::Outbox;
 use crate::seq_window::{Arrival, SeqWindow};
 use crate::speakers::LevelAccumulator;
+use crate::temporal::Verdict;
 use std::time::{Duration, Instant};
 
 /// At most this many simulcast layers per publication (`Layer(0)` to `Layer(2)`).
@@ -51,6 +52,9 @@ pub(crate) struct PublicationLayer {
     pub(crate) stats: ReceiveStats,
     pub(crate) cache: PacketCache,
     bitrate: BitrateMeter,
+    /// Per VP8 temporal layer (2 and above together), and when a temporal index was last seen.
+    temporal_bitrate: [BitrateMeter; 3],
+    temporal_seen: Option<Instant>,
     pub(crate) throttle: KeyframeThrottle,
     last_rx: Option<Instant>,
     pub(crate) active: bool,
@@ -78,6 +82,8 @@ impl PublicationLayer {
             stats: ReceiveStats::new(clock_rate),
             cache: PacketCache::new(),
             bitrate: BitrateMeter::default(),
+            temporal_bitrate: Default::default(),
+            temporal_seen: None,
             throttle: KeyframeThrottle::default(),
             last_rx: None,
             active: false,
@@ -426,6 +432,15 @@ impl Publication {
         } else {
             PayloadInfo::default()
         };
+        // VP8's temporal layers: what each costs, and what each down-track may skip.
+        let vp8 = (self.codec == Codec::Vp8)
+            .then(|| codec::vp8_descriptor(&packet.payload))
+            .flatten();
+        if let Some(tid) = vp8.and_then(|d| d.tid) {
+            let t = usize::from(tid.min(2));
+            l.temporal_bitrate[t].add(now, packet.payload.len() + RTP_HEADER_ESTIMATE);
+            l.temporal_seen = Some(now);
+        }
         if info.keyframe {
             l.throttle.on_keyframe();
             if let Some(res) = info.resolution {
@@ -477,10 +492,22 @@ impl Publication {
                 dt.source_epoch = source_epoch;
                 dt.rewriter
                     .start_epoch(ext, packet.timestamp, now, clock_rate);
+                dt.temporal.on_epoch();
                 ob.stats.layer_switches += 1;
             }
+            let mut patch = None;
+            if let Some(d) = &vp8 {
+                match dt.temporal.on_packet(ext, d, info.keyframe, ext == highest) {
+                    Verdict::Skip if dt.rewriter.skip(ext) => {
+                        ob.stats.temporal_skipped += 1;
+                        continue;
+                    }
+                    Verdict::Skip => {}
+                    Verdict::Forward(p) => patch = p,
+                }
+            }
             if let Some((seq, ts)) = dt.rewriter.rewrite(ext, packet.timestamp, now) {
-                let out = dt.output(&packet, seq, ts, false);
+                let out = dt.output(&packet, seq, ts, false, patch);
                 ob.push(out);
                 ob.stats.rtp_forwarded += 1;
             }
@@ -622,6 +649,27 @@ impl Publication {
         rates
     }
 
+    /// What forwarding layer `layer` up to each temporal layer costs (b/s, cumulative: [T0,
+    /// T0+T1, all]); zeros when the layer carries no temporal indices (lately).
+    pub(crate) fn temporal_rates(&mut self, now: Instant, layer: u8) -> [u64; 3] {
+        let Some(l) = self.layers.get_mut(usize::from(layer)) else {
+            return [0; 3];
+        };
+        let recent = l
+            .temporal_seen
+            .is_some_and(|t| now.saturating_duration_since(t) < LAYER_ACTIVE_TIMEOUT);
+        if !recent {
+            return [0; 3];
+        }
+        let mut out = [0u64; 3];
+        let mut sum = 0;
+        for (t, m) in l.temporal_bitrate.iter_mut().enumerate() {
+            sum += m.rate_bps(now);
+            out[t] = sum.max(1);
+        }
+        out
+    }
+
     /// Dynacast: the layers some down-track would forward if every layer were sent (the
     /// lowest always), announced when that changes; a layer stops being announced only after
     /// [`DYNACAST_HOLD`] without being needed. Single-layer streams are never announced.
@@ -737,6 +785,7 @@ impl Publication {
     /// A subscriber lost these sequence numbers: resend the ones still cached, rewritten exactly as
     /// they were the first time.
     pub(crate) fn on_nack(&mut self, idx: usize, sequences: &[u16], now: Instant, ob: &mut Outbox) {
+        let codec = self.codec;
         let Self {
             layers,
             down_tracks,
@@ -755,11 +804,15 @@ impl Publication {
                 let ext = dt.rewriter.unmap(seq)?;
                 let p = l.cache.get(ext, now)?;
                 let (s, ts) = dt.rewriter.map(ext, p.timestamp)?;
-                Some((p, s, ts))
+                Some((p, s, ts, ext))
             });
             match found {
-                Some((p, s, ts)) => {
-                    let out = dt.output(p, s, ts, true);
+                Some((p, s, ts, ext)) => {
+                    let patch = (codec == Codec::Vp8)
+                        .then(|| codec::vp8_descriptor(&p.payload))
+                        .flatten()
+                        .and_then(|d| dt.temporal.retransmission_patch(ext, &d));
+                    let out = dt.output(p, s, ts, true, patch);
                     ob.push(out);
                     ob.stats.nacks_served += 1;
                 }

@@ -10,6 +10,7 @@ use crate::api::{
 use crate::down_track::{DownTrack, DownTrackInfo};
 use crate::publication::Publication;
 use crate::speakers::{SpeakerDetector, SPEAKER_INTERVAL};
+use crate::temporal::ALL_TEMPORAL;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ pub struct RouterStats {
     pub dropped_out_of_window: u64,
     /// Packets of a layer disabled by a role limit (dropped).
     pub dropped_limit: u64,
+    /// Packets of a VP8 temporal layer above what a down-track forwards, not sent to it.
+    pub temporal_skipped: u64,
     /// Packets for an unknown publication or layer (dropped).
     pub dropped_unknown: u64,
     /// Sequence numbers subscribers asked for (NACK).
@@ -455,6 +458,12 @@ impl Router {
             let screen = p.kind == MediaKind::SubVideo;
             let speaking = self.active_speakers.contains(&p.publisher);
             let rates = p.layer_rates(now);
+            // What the lowest layer costs per temporal layer (where a video's allocation may
+            // end up when short).
+            let temporal_rates = match rates.iter().position(|&r| r > 0) {
+                Some(low) if !audio => p.temporal_rates(now, low as u8),
+                _ => [0; 3],
+            };
             for (idx, dt) in p.down_tracks.iter().enumerate() {
                 let Some(b) = self.budgets.get_mut(&dt.subscriber) else {
                     continue;
@@ -475,6 +484,9 @@ impl Router {
                     ceiling,
                     client_paused: dt.client_paused,
                     current: dt.allowed,
+                    temporal_rates,
+                    current_temporal: dt.temporal.target,
+                    next_temporal: ALL_TEMPORAL,
                     upgrade_since: dt.upgrade_since,
                     short_since: dt.short_since,
                     next: Allowed::Any,
@@ -513,6 +525,10 @@ impl Router {
             };
             dt.upgrade_since = c.next_upgrade_since;
             dt.short_since = c.next_short_since;
+            if dt.temporal.target != c.next_temporal {
+                dt.temporal.target = c.next_temporal;
+                self.ob.stats.allocation_changes += 1;
+            }
             if dt.allowed == c.next {
                 continue;
             }

@@ -61,6 +61,8 @@ pub struct WorkerStats {
     /// The routers' bandwidth allocation changes and pauses for bandwidth.
     pub allocation_changes: AtomicU64,
     pub bandwidth_pauses: AtomicU64,
+    /// Packets of a VP8 temporal layer above a down-track's, not forwarded.
+    pub temporal_skipped: AtomicU64,
 }
 
 /// Upper bounds (b/s) of the subscriber bandwidth estimate histogram.
@@ -162,6 +164,7 @@ impl WorkerStats {
             (&self.estimate_sum, local.estimate_sum),
             (&self.allocation_changes, routers.allocation_changes),
             (&self.bandwidth_pauses, routers.bandwidth_pauses),
+            (&self.temporal_skipped, routers.temporal_skipped),
         ] {
             a.store(v, Ordering::Relaxed);
         }
@@ -192,4 +195,5 @@ pub fn add_router_stats(a: &mut RouterStats, b: &RouterStats) {
     a.limit_events += b.limit_events;
     a.allocation_changes += b.allocation_changes;
     a.bandwidth_pauses += b.bandwidth_pauses;
+    a.temporal_skipped += b.temporal_skipped;
 }

@@ -105,7 +105,7 @@ impl Metrics {
             keyframe_requests: counter(r, "fanout_keyframe_requests_total", "PLI/FIR received from subscribers and sent upstream", &["direction"]),
             packets_dropped: counter(r, "fanout_packets_dropped_total", "RTP packets not forwarded, by reason", &["reason"]),
             twcc_feedback: counter(r, "fanout_twcc_feedback_sent_total", "Transport-wide congestion-control feedback packets sent to publishers", &[]),
-            congestion: counter(r, "fanout_congestion_events_total", "Subscriber congestion control: transport-cc feedback received and refused, probe clusters, padding bytes, paced packets released and dropped, layer allocation changes, streams paused for bandwidth", &["event"]),
+            congestion: counter(r, "fanout_congestion_events_total", "Subscriber congestion control: transport-cc feedback received and refused, probe clusters, padding bytes, paced packets released and dropped, layer allocation changes, streams paused for bandwidth, packets of VP8 temporal layers not forwarded to a subscriber", &["event"]),
             pacer_delay: {
                 let c = CounterVec::new(Opts::new("fanout_pacer_delay_seconds_total", "Total time video packets waited in the subscribers' pacers (divide by fanout_congestion_events_total{event=\"paced\"} for the mean)"), &[])
                     .unwrap_or_else(|e| panic!("pacer delay: {e}"));
@@ -189,7 +189,7 @@ impl Metrics {
         let mut keyframes = [0u64; 2];
         let mut dropped = [0u64; 4];
         let mut twcc_feedback = 0u64;
-        let mut congestion = [0u64; 8];
+        let mut congestion = [0u64; 9];
         let mut pacer_delay_us = 0u64;
         let mut estimates = [0u64; fanout_rtc::stats::ESTIMATE_BUCKETS.len() + 1];
         let mut estimate_sum = 0u64;
@@ -221,6 +221,7 @@ impl Metrics {
                 &w.pacer_dropped,
                 &w.allocation_changes,
                 &w.bandwidth_pauses,
+                &w.temporal_skipped,
             ]) {
                 *sum += a.load(Ordering::Relaxed);
             }
@@ -283,6 +284,7 @@ impl Metrics {
             "pacer_dropped",
             "allocation_change",
             "bandwidth_pause",
+            "temporal_skipped",
         ]
         .iter()
         .zip(congestion)

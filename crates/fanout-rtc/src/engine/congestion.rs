@@ -10,10 +10,12 @@
 use super::endpoint::{Endpoint, Peer, Role};
 use super::rtp::OutHeader;
 use super::slab::Key;
+use super::subscriber::SendAs;
 use super::twcc;
 use fanout_forward::bwe::{
     BweConfig, BweStats, Pacer, PacerStats, PacketReport, ProbeCluster, ProbeId, SendSideBwe,
 };
+use fanout_forward::PayloadPatch;
 use fanout_forward::{DownTrackId, Feedback, Input, ParticipantId, RtpPacket};
 use std::time::Instant;
 
@@ -38,6 +40,7 @@ struct Held {
     down_track: DownTrackId,
     packet: RtpPacket,
     retransmission: bool,
+    patch: Option<PayloadPatch>,
 }
 
 /// One subscribing connection's congestion control.
@@ -96,11 +99,13 @@ impl Congestion {
         down_track: DownTrackId,
         packet: &RtpPacket,
         retransmission: bool,
+        patch: Option<PayloadPatch>,
     ) {
         let held = Held {
             down_track,
             packet: packet.clone(),
             retransmission,
+            patch,
         };
         // An overflow is dropped: the subscriber's NACK asks for it again if it still matters.
         drop(self.pacer.push(now, len + TAG_BYTES, held));
@@ -301,7 +306,10 @@ impl Endpoint {
                 participant,
                 held.down_track,
                 &held.packet,
-                held.retransmission,
+                SendAs {
+                    retransmission: held.retransmission,
+                    patch: held.patch,
+                },
                 true,
             );
         }

@@ -356,7 +356,8 @@ impl Endpoint {
                 down_track,
                 packet,
                 retransmission,
-            } => self.send_rtp(now, subscriber, down_track, &packet, retransmission),
+                patch,
+            } => self.send_rtp(now, subscriber, down_track, &packet, retransmission, patch),
             Output::SenderReport {
                 subscriber,
                 down_track,

@@ -16,6 +16,7 @@ use super::txqueue::SLOT_BYTES;
 use crate::api::{MediaError, MediaEvent, StreamRef, VideoConstraints};
 use crate::stats::kind_index;
 use bytes::Bytes;
+use fanout_forward::PayloadPatch;
 use fanout_forward::{
     Codec, Command, DownTrackId, Feedback, Input, LayerPreference, MediaKind, ParticipantId,
     PublicationId, RoomId, RtpPacket,
@@ -170,6 +171,14 @@ fn outgoing(
         cname: w.user_id.clone(),
         active: true,
     }
+}
+
+/// How a forwarded packet goes out: as a retransmission (on the RTX stream), and with which
+/// change to the subscriber's copy of its payload.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SendAs {
+    pub retransmission: bool,
+    pub patch: Option<PayloadPatch>,
 }
 
 impl Endpoint {
@@ -745,8 +754,19 @@ impl Endpoint {
         down_track: DownTrackId,
         packet: &RtpPacket,
         retransmission: bool,
+        patch: Option<PayloadPatch>,
     ) {
-        self.seal_rtp(now, subscriber, down_track, packet, retransmission, false);
+        self.seal_rtp(
+            now,
+            subscriber,
+            down_track,
+            packet,
+            SendAs {
+                retransmission,
+                patch,
+            },
+            false,
+        );
     }
 
     /// [`Self::send_rtp`]; `paced`: the pacer released it (it does not ask again).
@@ -756,9 +776,13 @@ impl Endpoint {
         subscriber: ParticipantId,
         down_track: DownTrackId,
         packet: &RtpPacket,
-        retransmission: bool,
+        how: SendAs,
         paced: bool,
     ) {
+        let SendAs {
+            retransmission,
+            patch,
+        } = how;
         let Some((_, peer)) = self.peers.get_packed_mut(down_track.0) else {
             return;
         };
@@ -814,7 +838,7 @@ impl Endpoint {
         }
         if let Some(cc) = sb.congestion.as_mut() {
             if !paced && kind != MediaKind::Audio && !cc.may_send(now, len) {
-                cc.hold(now, len, down_track, packet, retransmission);
+                cc.hold(now, len, down_track, packet, retransmission, patch);
                 return;
             }
             header.transport_seq = Some(cc.stamp(now, len));
@@ -826,6 +850,9 @@ impl Endpoint {
             at += 2;
         }
         slot[at..len].copy_from_slice(&packet.payload);
+        if let Some(p) = patch {
+            p.apply(&mut slot[at..len]);
+        }
         match peer.conn.protect_rtp(&mut slot[..], len) {
             Ok(n) => {
                 self.tx.commit(to, n);
