@@ -398,7 +398,7 @@ fn video_bursts_are_paced_and_audio_never_waits() {
     assert!(pacer.queued > 0, "some video waited: {pacer:?}");
     assert!(pacer.released > 0);
     assert_eq!(pacer.dropped, 0);
-    // A 33 kB keyframe at 2.5x an estimate of ~2 Mb/s takes ~55 ms to leave; in the first
+    // A 33 kB keyframe at 1.5x an estimate of ~2 Mb/s takes ~90 ms to leave; in the first
     // second the estimate is what the start probes proved (no more than their own rates, 0.9 and
     // 1.8 Mb/s), and a keyframe then waits up to ~150-200 ms.
     assert!(

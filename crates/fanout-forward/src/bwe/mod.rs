@@ -13,7 +13,7 @@
 //! clusters [`SendSideBwe::poll_probe`] asks for (padding or retransmissions), and a cluster's
 //! measured rate lifts the estimate. The allocator says what it would like to send
 //! ([`SendSideBwe::set_desired`]); probing happens only while that is more than the estimate.
-//! A [`Pacer`] per connection spreads video bursts at 2.5x the estimate.
+//! A [`Pacer`] per connection spreads video bursts at [`PACING_FACTOR`] (1.5x) the estimate.
 
 mod acked;
 mod aimd;
