@@ -48,6 +48,11 @@ pub struct Options {
     /// Publish video as three simulcast layers (rids q, h, f).
     #[arg(long)]
     pub simulcast: bool,
+    /// Subscribers accept the transport-wide sequence number extension and send transport-cc
+    /// feedback, as browsers do, so the server runs its bandwidth estimator, pacer and layer
+    /// allocator for each of them (Fanout only; Janus estimates no subscriber's bandwidth).
+    #[arg(long)]
+    pub twcc: bool,
     /// Seconds between periodic keyframes (more are sent on PLI/FIR).
     #[arg(long, default_value_t = 3.0)]
     pub keyframe_interval: f64,

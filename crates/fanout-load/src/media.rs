@@ -18,12 +18,14 @@ use crate::recv::Batch;
 use crate::sdp::{self, Local, PublishSpec, Server};
 use crate::stats::{Arrival, Histogram, StreamRx};
 use fanout_rtc::engine::client::{ClientConfig, ClientConnection};
+use fanout_rtc::engine::codec::{Extension, ExtensionIds};
 use fanout_rtc::engine::conn::{Event, Received};
 use fanout_rtc::engine::dtls::Identity;
 use fanout_rtc::engine::rtcp::{self as rtcp_in, Item};
 use fanout_rtc::engine::rtp::Header;
 use fanout_rtc::engine::sdp::Description;
 use fanout_rtc::engine::srtp::Profile;
+use fanout_rtc::engine::twcc::Recorder;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rtc::rtcp;
 use std::collections::HashMap;
@@ -77,6 +79,8 @@ pub struct MediaConfig {
     pub height: u16,
     pub simulcast: bool,
     pub keyframe_interval: Duration,
+    /// Subscribers accept transport-wide sequence numbers and send transport-cc feedback.
+    pub twcc: bool,
     /// Publishers' UserIDs (lowercase) -> publisher index (the index payloads carry).
     pub publishers: HashMap<String, u32>,
 }
@@ -99,6 +103,8 @@ pub struct Live {
     /// Time media threads were runnable but waited for a CPU, nanoseconds.
     pub media_wait_ns: AtomicU64,
     pub receiver_reports: AtomicU64,
+    /// Transport-cc feedback packets subscribers sent.
+    pub transport_feedbacks: AtomicU64,
     /// Datagrams our connections refused (not from the server, failed authentication, before
     /// the keys): a sign of a confused server or a broken handshake.
     pub refused: AtomicU64,
@@ -204,6 +210,10 @@ pub struct ThreadReport {
     /// Per role: packets whose payload names another publisher or kind than the offer said.
     pub misrouted: [u64; 2],
     pub packets_in: [u64; 2],
+    /// Per role: padding-only packets (the server's bandwidth probes), not in `packets_in`.
+    pub padding: [u64; 2],
+    /// Per role: RTX packets (retransmissions and probes), checked and not in `packets_in`.
+    pub retransmissions: [u64; 2],
     /// Local UDP ports of the thread's sockets (to read kernel drop counters).
     pub ports: Vec<u16>,
     pub peers: Vec<PeerReport>,
@@ -458,6 +468,20 @@ struct SubRx {
     rtp: Vec<RtpRx>,
     rr_ssrc: u32,
     next_rr: Instant,
+    /// With `--twcc`: the negotiated extension and the arrivals to report.
+    twcc: Option<Twcc>,
+    /// RTX payload types of the latest offer: their payload starts with the original sequence
+    /// number.
+    rtx_pts: Vec<u8>,
+}
+
+/// A subscriber's transport-wide feedback: what a browser's receiver does for the server's
+/// estimator.
+struct Twcc {
+    ids: ExtensionIds,
+    recorder: Recorder,
+    /// An SSRC received, named as the feedback's media source.
+    media_ssrc: u32,
 }
 
 impl SubRx {
@@ -549,6 +573,8 @@ struct Agg {
     bad: [u64; 2],
     misrouted: [u64; 2],
     packets_in: [u64; 2],
+    padding: [u64; 2],
+    retransmissions: [u64; 2],
     bytes_in: u64,
     packets_out: u64,
     gaps: i64,
@@ -755,7 +781,7 @@ impl Thread {
                     return;
                 };
                 match conn.handle_datagram(now, from, buf) {
-                    Ok(Received::Rtp { len }) => on_rtp(peer, &buf[..len], recv_ns, agg),
+                    Ok(Received::Rtp { len }) => on_rtp(peer, &buf[..len], now, recv_ns, agg),
                     Ok(Received::Rtcp { len }) => on_rtcp(peer, &buf[..len]),
                     Ok(Received::Control) => {
                         control = true;
@@ -815,6 +841,21 @@ impl Thread {
                     if let Some(rr) = rx.receiver_report(now) {
                         if send_rtcp(conn, &peer.socket, &[&rr], &mut self.send_buf) {
                             self.live.receiver_reports.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    if let Some(t) = rx.twcc.as_mut() {
+                        if t.recorder.due().is_some_and(|due| due <= now) {
+                            let sent = send_feedback(
+                                conn,
+                                &peer.socket,
+                                t,
+                                rx.rr_ssrc,
+                                now,
+                                &mut self.send_buf,
+                            );
+                            self.live
+                                .transport_feedbacks
+                                .fetch_add(sent, Ordering::Relaxed);
                         }
                     }
                 }
@@ -1201,6 +1242,8 @@ impl Thread {
                         rtp: Vec::new(),
                         rr_ssrc: mono_ns() as u32 | 1,
                         next_rr: Instant::now() + Duration::from_micros(mono_ns() % 1_000_000),
+                        twcc: None,
+                        rtx_pts: Vec::new(),
                     })),
                     next_timeout: None,
                     connected: false,
@@ -1240,8 +1283,32 @@ impl Thread {
                     }
                 }
             }
+            rx.rtx_pts = d
+                .sections
+                .iter()
+                .flat_map(|s| s.payloads.iter())
+                .filter(|p| p.rtx_of().is_some())
+                .map(|p| p.pt)
+                .collect();
+            // BUNDLE: one id for the connection, from the first section that offers it.
+            let offered = d
+                .sections
+                .iter()
+                .filter(|s| !s.rejected)
+                .find_map(|s| s.extmap_id(Extension::TransportCc));
+            match offered.filter(|_| self.config.twcc) {
+                Some(id) => {
+                    let t = rx.twcc.get_or_insert_with(|| Twcc {
+                        ids: ExtensionIds::default(),
+                        recorder: Recorder::new(Instant::now()),
+                        media_ssrc: 0,
+                    });
+                    t.ids.transport_cc = Some(id);
+                }
+                None => rx.twcc = None,
+            }
         }
-        let answer = sdp::subscribe_answer(&peer.sdp, &d);
+        let answer = sdp::subscribe_answer(&peer.sdp, &d, self.config.twcc);
         self.mark(i);
         Ok(answer)
     }
@@ -1288,6 +1355,8 @@ impl Thread {
             bad: self.agg.bad,
             misrouted: self.agg.misrouted,
             packets_in: self.agg.packets_in,
+            padding: self.agg.padding,
+            retransmissions: self.agg.retransmissions,
             ports,
             peers,
             cpu_ns: thread_cpu_ns(),
@@ -1393,6 +1462,28 @@ fn send_rtcp(
         Ok(m) => socket.send_to(&buf[..m], conn.remote()).is_ok(),
         Err(_) => false,
     }
+}
+
+/// Sends every pending transport-cc feedback of a subscriber; returns how many went out.
+fn send_feedback(
+    conn: &mut ClientConnection,
+    socket: &mio::net::UdpSocket,
+    t: &mut Twcc,
+    sender_ssrc: u32,
+    now: Instant,
+    buf: &mut [u8],
+) -> u64 {
+    let mut sent = 0;
+    while let Some(n) =
+        t.recorder
+            .build_feedback(now, sender_ssrc, t.media_ssrc, &mut buf[..SEND_BUF - 64])
+    {
+        match conn.protect_rtcp(buf, n) {
+            Ok(m) if socket.send_to(&buf[..m], conn.remote()).is_ok() => sent += 1,
+            _ => {}
+        }
+    }
+    sent
 }
 
 /// Sends one frame of video layer `layer`.
@@ -1532,7 +1623,7 @@ fn on_event(peer: &mut Peer, ev: Event, agg: &mut Agg, live: &Live) {
 
 /// One decrypted RTP packet at a subscriber: checked, counted, timed.
 #[inline]
-fn on_rtp(peer: &mut Peer, packet: &[u8], recv_ns: u64, agg: &mut Agg) {
+fn on_rtp(peer: &mut Peer, packet: &[u8], now: Instant, recv_ns: u64, agg: &mut Agg) {
     let Side::Sub(rx) = &mut peer.side else {
         return;
     };
@@ -1541,8 +1632,29 @@ fn on_rtp(peer: &mut Peer, packet: &[u8], recv_ns: u64, agg: &mut Agg) {
         agg.bad[r] += 1;
         return;
     };
-    let payload = &packet[h.payload_start..h.payload_end];
-    agg.packets_in[r] += 1;
+    if let Some(t) = rx.twcc.as_mut() {
+        if let Some(seq) = h.extensions(packet, &t.ids).transport_seq {
+            t.recorder.record(seq, now);
+            t.media_ssrc = h.ssrc;
+        }
+    }
+    let mut payload = &packet[h.payload_start..h.payload_end];
+    if payload.is_empty() && packet[0] & 0x20 != 0 {
+        agg.padding[r] += 1;
+        return;
+    }
+    let rtx = rx.rtx_pts.contains(&h.payload_type);
+    if rtx {
+        // The original sequence number, then the original payload (RFC 4588).
+        let Some(original) = payload.get(2..) else {
+            agg.bad[r] += 1;
+            return;
+        };
+        payload = original;
+        agg.retransmissions[r] += 1;
+    } else {
+        agg.packets_in[r] += 1;
+    }
     agg.bytes_in += payload.len() as u64;
     let parsed = match payload::parse(payload) {
         Ok(p) => p,
@@ -1556,8 +1668,10 @@ fn on_rtp(peer: &mut Peer, packet: &[u8], recv_ns: u64, agg: &mut Agg) {
         Kind::Audio => 48_000,
         Kind::Video => 90_000,
     };
-    rx.rtp(h.ssrc, h.sequence, clock)
-        .on_packet(h.sequence, h.timestamp, recv_ns);
+    if !rtx {
+        rx.rtp(h.ssrc, h.sequence, clock)
+            .on_packet(h.sequence, h.timestamp, recv_ns);
+    }
     if let Some(o) = rx.owners.iter().find(|o| o.0 == h.ssrc) {
         if o.1.is_some_and(|p| p != st.publisher) || o.2.is_some_and(|k| k != st.kind) {
             agg.misrouted[r] += 1;

@@ -89,6 +89,11 @@ pub struct RoleSummary {
     pub bad_payloads: u64,
     /// Packets whose payload came from another publisher or kind than the offer announced.
     pub misrouted: u64,
+    /// Padding-only packets received (the server's bandwidth probes; not in `packets_received`).
+    pub padding_packets: u64,
+    /// RTX packets received, their payload checked (retransmissions and bandwidth probes; not in
+    /// `packets_received`).
+    pub retransmissions: u64,
     /// Video streams whose first received packet was not the start of a keyframe.
     pub video_not_starting_at_keyframe: u64,
     /// Received video streams per simulcast layer (0 = q, 1 = h, 2 = f; 0 without simulcast).
@@ -136,6 +141,8 @@ pub struct Generator {
     pub kernel_rx_drops: u64,
     pub peer_connections_failed: u64,
     pub receiver_reports_sent: u64,
+    /// Transport-cc feedback packets sent (with `--twcc`).
+    pub transport_feedbacks_sent: u64,
     /// Datagrams our connections refused (not from the server, failed authentication, or
     /// media before the keys).
     pub datagrams_refused: u64,
@@ -385,6 +392,7 @@ pub async fn run(opts: &Options) -> Result<Summary, Fatal> {
         height: opts.height,
         simulcast: opts.simulcast,
         keyframe_interval: Duration::from_secs_f64(opts.keyframe_interval.max(0.1)),
+        twcc: opts.twcc,
         publishers,
     });
     let live = Arc::new(Live::default());
@@ -798,6 +806,8 @@ fn summarize(
             r.packets_received += rep.packets_in[i];
             r.bad_payloads += rep.bad[i];
             r.misrouted += rep.misrouted[i];
+            r.padding_packets += rep.padding[i];
+            r.retransmissions += rep.retransmissions[i];
         }
         r.failed = failures
             .iter()
@@ -849,6 +859,7 @@ fn summarize(
         kernel_rx_drops: window.kernel_drops,
         peer_connections_failed: live.pc_failed.load(Ordering::Relaxed),
         receiver_reports_sent: live.receiver_reports.load(Ordering::Relaxed),
+        transport_feedbacks_sent: live.transport_feedbacks.load(Ordering::Relaxed),
         datagrams_refused: live.refused.load(Ordering::Relaxed),
     };
     let mut addrs: Vec<String> = live
@@ -936,6 +947,12 @@ pub fn render(s: &Summary) -> String {
                 r.role, r.bad_payloads, r.misrouted, r.video_not_starting_at_keyframe
             ));
         }
+        if r.padding_packets + r.retransmissions > 0 {
+            out.push_str(&format!(
+                "{}: {} padding packets and {} RTX packets received (probes, retransmissions)\n",
+                r.role, r.padding_packets, r.retransmissions
+            ));
+        }
     }
     if s.config.simulcast {
         for r in &s.roles {
@@ -976,8 +993,12 @@ pub fn render(s: &Summary) -> String {
     ));
     out.push_str(&format!(
         "generator health: {} datagrams dropped at our sockets, {} peer connections failed, \
-         {} receiver reports sent, {} datagrams refused\n",
-        g.kernel_rx_drops, g.peer_connections_failed, g.receiver_reports_sent, g.datagrams_refused,
+         {} receiver reports and {} transport-cc feedbacks sent, {} datagrams refused\n",
+        g.kernel_rx_drops,
+        g.peer_connections_failed,
+        g.receiver_reports_sent,
+        g.transport_feedbacks_sent,
+        g.datagrams_refused,
     ));
     if let (Some(j), Some(w)) = (
         s.server_sockets.rx_drops_while_joining,

@@ -209,8 +209,11 @@ pub fn mids(d: &Description) -> Vec<(String, Kind)> {
 }
 
 /// The answer to a subscribing offer: every section the server sends on is received with the
-/// offered Opus or VP8 payload (and its RTX), the rest is answered inactive or rejected.
-pub fn subscribe_answer(local: &Local, offer: &Description) -> String {
+/// offered Opus or VP8 payload (and its RTX), the rest is answered inactive or rejected. With
+/// `twcc`, the offered transport-wide sequence number extension and `transport-cc` feedback are
+/// accepted (the server then estimates this connection's bandwidth from our feedback, as it does
+/// a browser's); without, both are left out.
+pub fn subscribe_answer(local: &Local, offer: &Description, twcc: bool) -> String {
     let accepted: Vec<&Section> = offer
         .sections
         .iter()
@@ -265,6 +268,9 @@ pub fn subscribe_answer(local: &Local, offer: &Description) -> String {
         if let Some(id) = s.extmap_id(Extension::Mid) {
             let _ = write!(out, "a=extmap:{id} {}\r\n", Extension::Mid.uri());
         }
+        if let Some(id) = s.extmap_id(Extension::TransportCc).filter(|_| twcc) {
+            let _ = write!(out, "a=extmap:{id} {}\r\n", Extension::TransportCc.uri());
+        }
         let _ = write!(out, "a={}\r\na=rtcp-mux\r\n", direction.as_str());
         if s.rtcp_rsize {
             out.push_str("a=rtcp-rsize\r\n");
@@ -282,7 +288,9 @@ pub fn subscribe_answer(local: &Local, offer: &Description) -> String {
             if !p.fmtp.is_empty() {
                 let _ = write!(out, "a=fmtp:{} {}\r\n", p.pt, p.fmtp);
             }
-            for fb in p.feedback.lines() {
+            let mut feedback = p.feedback;
+            feedback.transport_cc &= twcc;
+            for fb in feedback.lines() {
                 let _ = write!(out, "a=rtcp-fb:{} {fb}\r\n", p.pt);
             }
         }
@@ -358,7 +366,7 @@ mod tests {
             "127.0.0.1:5000".parse::<SocketAddr>().unwrap()
         );
         assert_eq!(server.fingerprint, fp);
-        let answer = subscribe_answer(&l, &d);
+        let answer = subscribe_answer(&l, &d, false);
         let a = Description::parse(&answer).unwrap_or_else(|e| panic!("{e}\n{answer}"));
         assert_eq!(a.sections[0].direction, Direction::RecvOnly);
         assert_eq!(a.sections[1].direction, Direction::RecvOnly);
@@ -377,7 +385,7 @@ mod tests {
         );
         let insisting = offer.replace("a=setup:actpass", "a=setup:passive");
         let d = Description::parse(&insisting).unwrap();
-        let a = Description::parse(&subscribe_answer(&l, &d)).unwrap();
+        let a = Description::parse(&subscribe_answer(&l, &d, false)).unwrap();
         assert_eq!(
             a.sections[0].setup,
             Setup::Active,
@@ -385,5 +393,28 @@ mod tests {
         );
         let server = read_server(&insisting, &d, "127.0.0.1".parse().unwrap()).unwrap();
         assert_eq!(server.dtls_role, DtlsRole::Client);
+    }
+
+    #[test]
+    fn transport_wide_feedback_is_accepted_only_when_asked_for() {
+        let l = local();
+        let fp = Identity::generate().unwrap().fingerprint();
+        let offer = format!(
+            "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n\
+             a=ice-ufrag:srv1\r\na=ice-pwd:serverpassword0123456789\r\na=fingerprint:{fp}\r\n\
+             a=setup:actpass\r\na=rtcp-mux\r\na=extmap:3 {}\r\n\
+             a=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 transport-cc\r\na=rtcp-fb:96 nack\r\n\
+             a=ssrc:6 cname:x\r\na=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n",
+            Extension::TransportCc.uri()
+        );
+        let d = Description::parse(&offer).unwrap();
+        let with = Description::parse(&subscribe_answer(&l, &d, true)).unwrap();
+        assert_eq!(with.sections[0].extmap_id(Extension::TransportCc), Some(3));
+        assert!(with.sections[0].payloads[0].feedback.transport_cc);
+        let without = Description::parse(&subscribe_answer(&l, &d, false)).unwrap();
+        assert_eq!(without.sections[0].extmap_id(Extension::TransportCc), None);
+        assert!(!without.sections[0].payloads[0].feedback.transport_cc);
+        assert!(without.sections[0].payloads[0].feedback.nack);
     }
 }

@@ -138,11 +138,9 @@ fn role<'a>(summary: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} row in {summary:#}"))
 }
 
-#[test]
-fn two_publishers_five_subscribers_ten_seconds_without_loss() {
-    let dir = std::env::temp_dir().join(format!("fanout-load-small-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (server, port) = start_server(&dir);
+/// Runs fanout-load against the server on `port` with `args` (plus URL, app, key, `--quiet`
+/// and `--json`) and returns its JSON summary; fails the test if it fails.
+fn run_load(server: &Server, port: u16, dir: &Path, args: &[&str]) -> Value {
     let json = dir.join("summary.json");
     let mut load = Command::new(env!("CARGO_BIN_EXE_fanout-load"))
         .args([
@@ -152,16 +150,11 @@ fn two_publishers_five_subscribers_ten_seconds_without_loss() {
             &APP.to_string(),
             "--key",
             KEY,
-            "--publishers",
-            "2",
-            "--subscribers",
-            "5",
-            "--duration",
-            "10",
             "--quiet",
             "--json",
         ])
         .arg(&json)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -193,10 +186,48 @@ fn two_publishers_five_subscribers_ten_seconds_without_loss() {
         "fanout-load failed ({status}):\n{stdout}\n{stderr}\nserver log:\n{}",
         server.log()
     );
-    drop(server);
+    serde_json::from_str(&std::fs::read_to_string(&json).expect("summary JSON")).unwrap()
+}
 
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).expect("summary JSON")).unwrap();
+/// The server's `/metrics` text.
+fn metrics(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect for /metrics");
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .expect("request /metrics");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// The value of the sample `name` (with its labels, as exposed) in `/metrics` text, 0 if absent.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn two_publishers_five_subscribers_ten_seconds_without_loss() {
+    let dir = std::env::temp_dir().join(format!("fanout-load-small-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (server, port) = start_server(&dir);
+    let summary = run_load(
+        &server,
+        port,
+        &dir,
+        &[
+            "--publishers",
+            "2",
+            "--subscribers",
+            "5",
+            "--duration",
+            "10",
+        ],
+    );
+    drop(server);
     assert_eq!(summary["failures"], serde_json::json!([]), "{summary:#}");
     let subs = role(&summary, "subscriber");
     let pubs = role(&summary, "publisher");
@@ -226,5 +257,66 @@ fn two_publishers_five_subscribers_ten_seconds_without_loss() {
         assert_eq!(r["video_not_starting_at_keyframe"], 0, "{summary:#}");
     }
     assert_eq!(summary["generator"]["kernel_rx_drops"], 0, "{summary:#}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn with_transport_feedback_the_server_estimates_and_paces_every_subscriber() {
+    let dir = std::env::temp_dir().join(format!("fanout-load-twcc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (server, port) = start_server(&dir);
+    let before = metrics(port);
+    assert_eq!(
+        sample(&before, "fanout_subscriber_bandwidth_estimate_bps_count"),
+        0.0
+    );
+    let summary = run_load(
+        &server,
+        port,
+        &dir,
+        &[
+            "--publishers",
+            "1",
+            "--subscribers",
+            "3",
+            "--duration",
+            "8",
+            "--twcc",
+        ],
+    );
+    let text = metrics(port);
+    drop(server);
+    let subs = role(&summary, "subscriber");
+    assert_eq!(summary["failures"], serde_json::json!([]), "{summary:#}");
+    assert_eq!(subs["streams_received"], 3 * 2, "{summary:#}");
+    assert_eq!(subs["packets_lost"], 0, "{summary:#}");
+    assert_eq!(subs["bad_payloads"], 0, "{summary:#}");
+    // About 20 feedbacks a second from each of 3 subscribers over 8 s and the joins.
+    let sent = summary["generator"]["transport_feedbacks_sent"]
+        .as_u64()
+        .unwrap();
+    assert!(sent > 3 * 8 * 10, "{sent} feedbacks sent: {summary:#}");
+    let received = sample(
+        &text,
+        r#"fanout_congestion_events_total{event="feedback_received"}"#,
+    );
+    let refused = sample(
+        &text,
+        r#"fanout_congestion_events_total{event="feedback_refused"}"#,
+    );
+    assert!(
+        received >= sent as f64 * 0.9,
+        "{received} feedbacks received of {sent}:\n{text}"
+    );
+    assert_eq!(refused, 0.0, "{text}");
+    // Each of the three connections has an estimate, and its video went through a pacer.
+    assert!(
+        sample(&text, "fanout_subscriber_bandwidth_estimate_bps_count") >= 3.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, r#"fanout_congestion_events_total{event="paced"}"#) > 0.0,
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
