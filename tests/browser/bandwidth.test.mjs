@@ -18,7 +18,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS, Session, join, sleep, startServer } from './helpers.mjs';
 import { netnsUnavailable } from './netns.mjs';
-import { HOST_IP, LINKS, STEPS, createLinks, launchInNamespace, removeLinks, shape, stepLink } from './shaped.mjs';
+import { HOST_IP, LINKS, STEPS, createLinks, launchInNamespace, removeLinks, shape, stepLink, stepsFromEnv } from './shaped.mjs';
 
 const ROOM = 9001;
 
@@ -118,7 +118,9 @@ test('a subscriber on a stepped link gets the layer that fits, the other keeps t
       `both subscribers at 720p: ${JSON.stringify(start)}; publisher: ${await sending()}; server: ${await estimates()}`,
     );
 
-    const { figures, bAtTop, bSamples, stepStarts } = await stepLink(STEPS, () => sample(subA), () => sample(subB), (m) => t.diagnostic(m));
+    // BANDWIDTH_STEPS replaces the scenario (a benchmark run: figures only, no assertions).
+    const custom = stepsFromEnv();
+    const { figures, bAtTop, bSamples, stepStarts } = await stepLink(custom || STEPS, () => sample(subA), () => sample(subB), (m) => t.diagnostic(m));
     const metrics = await server.metrics(/fanout_(congestion_events_total|subscriber_bandwidth_estimate_bps_(sum|count)|pacer_delay)/);
     t.diagnostic(`server: ${metrics.join(' | ')}`);
     t.diagnostic(`B at 720p in ${bAtTop} of ${bSamples} samples`);
@@ -126,6 +128,7 @@ test('a subscriber on a stepped link gets the layer that fits, the other keeps t
       window.T.events.filter((e) => e.name === 'stream-paused' || e.name === 'stream-resumed').map((e) => `${e.name}@${e.at}`));
     t.diagnostic(`A's pause events: ${pauses.join(', ')}; steps began at ${stepStarts.join(', ')}`);
 
+    if (custom) return;
     const [, low600, low250, back] = figures;
     assert.ok(low600.reachedSecs !== null && low600.reachedSecs <= 8, `at 600 kbit/s A moves to <= 360p within 8 s: ${JSON.stringify(low600)}`);
     assert.ok(low250.reachedSecs !== null && low250.reachedSecs <= 8, `at 250 kbit/s A moves to 180p (or is paused) within 8 s: ${JSON.stringify(low250)}`);

@@ -8,7 +8,7 @@
 //
 //   node tests/browser/janus-bandwidth.mjs
 //
-// Environment: CHROMIUM, JANUS (default /usr/bin/janus).
+// Environment: CHROMIUM, JANUS (default /usr/bin/janus), BANDWIDTH_STEPS (shaped.mjs).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -18,7 +18,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { CHROMIUM, CHROMIUM_ARGS, HERE, sleep } from './helpers.mjs';
 import { netnsUnavailable } from './netns.mjs';
-import { BRIDGE, HOST_IP, LINKS, STEPS, createLinks, launchInNamespace, removeLinks, shape, stepLink } from './shaped.mjs';
+import { BRIDGE, HOST_IP, LINKS, STEPS, createLinks, launchInNamespace, removeLinks, shape, stepLink, stepsFromEnv } from './shaped.mjs';
 
 const JANUS = process.env.JANUS || '/usr/bin/janus';
 const ROOM = 9001;
@@ -167,12 +167,12 @@ async function main() {
     if (!start || start.a.height !== 720 || start.b.height !== 720) {
       throw new Error(`both subscribers at 720p: ${JSON.stringify(start)}; janus events: ${JSON.stringify(await subA.evaluate(() => window.J.events.slice(-5)))}`);
     }
-    const { figures, bAtTop, bSamples } = await stepLink(STEPS, sample(subA), sample(subB), log);
+    const { figures, bAtTop, bSamples } = await stepLink(stepsFromEnv() || STEPS, sample(subA), sample(subB), log);
     log(`B at 720p in ${bAtTop} of ${bSamples} samples`);
     log('\n| A\'s link | A\'s height at the end | A frames/s | A freezes (total s) | longest stall | A audio loss | B frames/s | B freezes |');
     log('| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |');
     for (const f of figures) {
-      log(`| ${f.kbit} kbit/s | ${f.height}p | ${f.framesPerSec} | ${f.freezes} (${f.freezeSecs} s) | ${f.longestStallMs} ms | ${(100 * f.audioLoss).toFixed(2)}% | ${f.bFramesPerSec} | ${f.bFreezes} |`);
+      log(`| ${f.kbit} kbit/s | ${f.height}p | ${f.framesPerSec} | ${f.freezes} (${f.freezeSecs} s) | ${f.longestStallMs} ms | ${f.switchesAfter5s} | ${(100 * f.audioLoss).toFixed(2)}% | ${f.bFramesPerSec} | ${f.bFreezes} |`);
     }
   } finally {
     for (const b of Object.values(browsers)) await b.close().catch(() => {});

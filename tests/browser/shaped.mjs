@@ -33,6 +33,26 @@ export const STEPS = [
   { kbit: 3000, secs: 20, fits: 720 },
 ];
 
+/** The highest layer of the SDK's simulcast (180p ~150, 360p ~500, 720p ~1200 kb/s of video
+ * plus ~40 kb/s of audio) that fits `kbit` with ~15% to spare. */
+function fitting(kbit) {
+  if (kbit >= 1600) return 720;
+  if (kbit >= 620) return 360;
+  return 180;
+}
+
+/** Steps from `BANDWIDTH_STEPS` ("kbit:secs,kbit:secs,..."), e.g. "1000:60,600:60" for long
+ * steady caps (layer switches per minute), or none. */
+export function stepsFromEnv() {
+  const v = process.env.BANDWIDTH_STEPS;
+  if (!v) return null;
+  return v.split(',').map((x) => {
+    const [kbit, secs] = x.split(':').map(Number);
+    if (!(kbit > 0 && secs > 0)) throw new Error(`BANDWIDTH_STEPS: bad step ${x}`);
+    return { kbit, secs, fits: fitting(kbit) };
+  });
+}
+
 export function run(cmd, args) {
   try {
     return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 10000 }).toString();
@@ -126,6 +146,9 @@ export async function stepLink(steps, sampleA, sampleB, log) {
     let last = first;
     let longestStall = 0;
     let lastFrameAt = Date.now();
+    // Changes of the decoded frame height (or of paused) after the first 5 s of the step: layer
+    // switches at a steady cap.
+    let switches = 0;
     while (Date.now() - start < step.secs * 1000) {
       await sleep(250);
       const now = { a: await sampleA(), b: await sampleB() };
@@ -133,6 +156,8 @@ export async function stepLink(steps, sampleA, sampleB, log) {
       const atTarget = step.fits === 720 ? now.a.height === 720 : fits;
       if (reached === null && atTarget) reached = (now.a.at - start) / 1000;
       if (now.a.frames > last.a.frames || now.a.paused) lastFrameAt = now.a.at;
+      const layer = (x) => (x.paused ? 'paused' : x.height);
+      if (now.a.at - start > 5000 && now.a.height > 0 && last.a.height > 0 && layer(now.a) !== layer(last.a)) switches += 1;
       longestStall = Math.max(longestStall, now.a.at - lastFrameAt);
       if (trace.length === 0 || now.a.at - trace[trace.length - 1].at >= 1000) {
         trace.push({ at: now.a.at, s: Math.round((now.a.at - start) / 1000), h: now.a.height, f: now.a.frames, p: now.a.paused });
@@ -154,6 +179,7 @@ export async function stepLink(steps, sampleA, sampleB, log) {
       freezes: last.a.freezes - first.a.freezes,
       freezeSecs: +(last.a.freezeSecs - first.a.freezeSecs).toFixed(2),
       longestStallMs: longestStall,
+      switchesAfter5s: switches,
       bFramesPerSec: +((last.b.frames - first.b.frames) / step.secs).toFixed(1),
       bFreezes: last.b.freezes - first.b.freezes,
     };
