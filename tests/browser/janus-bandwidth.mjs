@@ -169,8 +169,8 @@ async function main() {
     }
     const { figures, bAtTop, bSamples } = await stepLink(stepsFromEnv() || STEPS, sample(subA), sample(subB), log);
     log(`B at 720p in ${bAtTop} of ${bSamples} samples`);
-    log('\n| A\'s link | A\'s height at the end | A frames/s | A freezes (total s) | longest stall | A audio loss | B frames/s | B freezes |');
-    log('| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |');
+    log('\n| A\'s link | A\'s height at the end | A frames/s | A freezes (total s) | longest stall | A layer switches after 5 s | A audio loss | B frames/s | B freezes |');
+    log('| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |');
     for (const f of figures) {
       log(`| ${f.kbit} kbit/s | ${f.height}p | ${f.framesPerSec} | ${f.freezes} (${f.freezeSecs} s) | ${f.longestStallMs} ms | ${f.switchesAfter5s} | ${(100 * f.audioLoss).toFixed(2)}% | ${f.bFramesPerSec} | ${f.bFreezes} |`);
     }
