@@ -393,32 +393,14 @@ impl SendSideBwe {
         Some(c)
     }
 
-    /// When [`Self::handle_timeout`] or [`Self::poll_probe`] next have something to do (a time
-    /// in the past: at once). Feedback and [`Self::set_desired`] may bring it forward: ask again
-    /// after either.
+    /// When [`Self::handle_timeout`] or [`Self::poll_probe`] next have something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.feedback_timeout(), self.probe_timeout()) {
+        let feedback = self
+            .last_feedback
+            .map(|t| self.last_timeout_cut.unwrap_or(t).max(t) + FEEDBACK_TIMEOUT);
+        match (feedback, self.probes.next_poll()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
-    }
-
-    /// When [`Self::handle_timeout`] cuts the estimate if no feedback arrives before.
-    pub fn feedback_timeout(&self) -> Option<Instant> {
-        self.last_feedback
-            .map(|t| self.last_timeout_cut.unwrap_or(t).max(t) + FEEDBACK_TIMEOUT)
-    }
-
-    /// When [`Self::poll_probe`] may next return a cluster: none while the estimate covers what
-    /// the allocator wants (or the path was measured to carry no more, until it is measured
-    /// again).
-    pub fn probe_timeout(&self) -> Option<Instant> {
-        let (estimate, wanted) = (self.estimate_bps() as f64, self.desired_bps as f64);
-        let probe = self.probes.next_poll(self.base, estimate, wanted)?;
-        match self.ceiling_bps.zip(self.ceiling_at) {
-            // poll_probe holds back until the path is measured again (see there).
-            Some((c, at)) if c >= wanted && estimate >= wanted => Some(probe.max(at + REMEASURE)),
-            _ => Some(probe),
         }
     }
 

@@ -305,27 +305,12 @@ impl ProbeController {
         self.pending.is_some() || matches!(self.phase, Phase::Start | Phase::Waiting { .. })
     }
 
-    /// When [`Self::poll`], called with this estimate and wish, may next return a cluster or
-    /// change phase: `at_once` when it would now (the start probes, a queued cluster); none
-    /// while it is idle and the estimate covers the wish (a new estimate or wish may change
-    /// that: ask again after either).
-    pub fn next_poll(
-        &self,
-        at_once: Instant,
-        estimate_bps: f64,
-        desired_bps: f64,
-    ) -> Option<Instant> {
-        if self.pending.is_some() {
-            return Some(at_once);
-        }
+    /// When [`Self::poll`] may next have something to say.
+    pub fn next_poll(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Start => Some(at_once),
+            Phase::Start => None,
             Phase::Waiting { sent, .. } => Some(sent + RESULT_TIMEOUT),
-            Phase::Idle { next, .. } => {
-                let wants_more =
-                    PROBE_HEADROOM * desired_bps > estimate_bps && estimate_bps < self.max_bps;
-                wants_more.then_some(next)
-            }
+            Phase::Idle { next, .. } => Some(next),
         }
     }
 
@@ -515,49 +500,5 @@ mod tests {
             None,
             "600k covers a 460k wish with its margin"
         );
-    }
-
-    /// The engine looks at a connection's probe timer only when `next_poll` says so: it must
-    /// say "at once" whenever `poll` would return a cluster, and nothing while none can come.
-    #[test]
-    fn next_poll_is_due_exactly_when_poll_would_probe() {
-        let t0 = Instant::now();
-        let past = t0 - Duration::from_secs(1);
-        let mut p = ProbeController::new(10_000_000);
-        assert_eq!(
-            p.next_poll(past, 300_000.0, 0.0),
-            Some(past),
-            "start probes"
-        );
-        let a = p.poll(t0, 300_000.0, 0.0).unwrap();
-        assert_eq!(
-            p.next_poll(past, 300_000.0, 0.0),
-            Some(past),
-            "the second start probe is queued"
-        );
-        let b = p.poll(t0, 300_000.0, 0.0).unwrap();
-        assert_eq!(
-            p.next_poll(past, 300_000.0, 0.0),
-            Some(t0 + RESULT_TIMEOUT),
-            "waiting: the result times out"
-        );
-        p.on_result(t0, a.id, 900_000.0, 300_000.0);
-        p.on_result(t0, b.id, 1_000_000.0, 300_000.0);
-        // The estimate covers the wish: no timer at all, and indeed no probe, however late.
-        assert_eq!(p.next_poll(past, 1_000_000.0, 500_000.0), None);
-        assert_eq!(
-            p.poll(t0 + Duration::from_secs(60), 1_000_000.0, 500_000.0),
-            None
-        );
-        // A larger wish: due at the retry time, and poll probes then (not before).
-        let due = p
-            .next_poll(past, 1_000_000.0, 3_000_000.0)
-            .expect("more is wanted");
-        assert!(due > t0);
-        assert_eq!(
-            p.poll(due - Duration::from_millis(1), 1_000_000.0, 3_000_000.0),
-            None
-        );
-        assert!(p.poll(due, 1_000_000.0, 3_000_000.0).is_some());
     }
 }

@@ -59,10 +59,6 @@ pub(super) struct Congestion {
     first_feedback: Option<Instant>,
 }
 
-/// The longest a congestion-controlled connection goes without its timers being looked at
-/// (every event that may need them wakes it sooner).
-const IDLE_LOOK: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// How long after the first feedback the estimate is used even if no probe measured the path.
 pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -96,8 +92,6 @@ impl Congestion {
         self.pacer.try_send(now, len + TAG_BYTES)
     }
 
-    /// Queues a video packet in the pacer; true when it is the first in the queue (the
-    /// connection's timer must then look at the pacer).
     pub(super) fn hold(
         &mut self,
         now: Instant,
@@ -106,8 +100,7 @@ impl Congestion {
         packet: &RtpPacket,
         retransmission: bool,
         patch: Option<PayloadPatch>,
-    ) -> bool {
-        let first = self.pacer.queued() == 0;
+    ) {
         let held = Held {
             down_track,
             packet: packet.clone(),
@@ -116,26 +109,6 @@ impl Congestion {
         };
         // An overflow is dropped: the subscriber's NACK asks for it again if it still matters.
         drop(self.pacer.push(now, len + TAG_BYTES, held));
-        first
-    }
-
-    /// When the connection's timers next need a look: the estimator's timers and probes; every
-    /// tick while a probe is sent or the pacer holds packets; the end of [`SETTLE`] while the
-    /// estimate is not yet reported.
-    /// `can_probe`: a probe could start (see [`Endpoint::drive_congestion`]).
-    fn next_wake(&self, now: Instant, can_probe: bool) -> Option<Instant> {
-        if self.probe.is_some() || self.pacer.queued() > 0 {
-            return Some(now);
-        }
-        let settle = self
-            .first_feedback
-            .filter(|_| self.reported_bps == 0)
-            .map(|t| t + SETTLE);
-        let probe = self.bwe.probe_timeout().filter(|_| can_probe);
-        [self.bwe.feedback_timeout(), probe, settle]
-            .into_iter()
-            .flatten()
-            .min()
     }
 
     /// The estimate, once it may be acted on (see `reported_bps`) and if it changed since last
@@ -190,11 +163,6 @@ impl Endpoint {
         let Some(cc) = sb.congestion.as_mut() else {
             return;
         };
-        // A new estimate may start a probe or need reporting later: the tick looks again.
-        self.congested
-            .iter_mut()
-            .filter(|(k, _)| *k == key)
-            .for_each(|(_, wake)| *wake = now);
         self.counters.twcc_feedback_received += 1;
         cc.bwe.on_feedback(
             now,
@@ -230,27 +198,13 @@ impl Endpoint {
     }
 
     /// The allocator would send `bps` to `subscriber` with no limit.
-    pub(super) fn bandwidth_wanted(&mut self, now: Instant, subscriber: ParticipantId, bps: u64) {
+    pub(super) fn bandwidth_wanted(&mut self, subscriber: ParticipantId, bps: u64) {
         if let Some(cc) = self
             .sub_state(subscriber)
             .and_then(|(_, sb)| sb.congestion.as_mut())
         {
             tracing::debug!(participant = subscriber.0, bps, "bandwidth wanted");
             cc.bwe.set_desired(bps);
-        }
-        if let Some(key) = self
-            .participants
-            .get(&subscriber)
-            .and_then(|p| p.subscriber)
-        {
-            self.wake_congestion(key, now);
-        }
-    }
-
-    /// Connection `key`'s congestion timers need a look at the next tick.
-    pub(super) fn wake_congestion(&mut self, key: Key, now: Instant) {
-        if let Some((_, wake)) = self.congested.iter_mut().find(|(k, _)| *k == key) {
-            *wake = (*wake).min(now);
         }
     }
 
@@ -259,13 +213,7 @@ impl Endpoint {
     pub(super) fn drive_congestion(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.congested.len() {
-            let (key, wake) = self.congested[i];
-            if wake > now {
-                i += 1;
-                continue;
-            }
-            // Looked at now; what happens below (or the router's outputs) may ask for sooner.
-            self.congested[i].1 = now + IDLE_LOOK;
+            let key = self.congested[i];
             let Some(Peer {
                 role: Role::Subscriber(sb),
                 conn,
@@ -328,27 +276,6 @@ impl Endpoint {
                     bitrate_bps: estimate,
                 };
                 self.router_input(room, Input::Feedback { now, feedback });
-            }
-            // The router's outputs above may have woken this connection already: the earlier
-            // time wins.
-            let next = match self.peers.get(key) {
-                Some(Peer {
-                    role: Role::Subscriber(sb),
-                    conn,
-                    ..
-                }) => {
-                    let can_probe = conn.is_connected() && sb.can_pad();
-                    sb.congestion
-                        .as_ref()
-                        .and_then(|c| c.next_wake(now, can_probe && c.first_feedback.is_some()))
-                }
-                _ => None,
-            };
-            if let (Some((_, wake)), Some(next)) = (
-                self.congested.get_mut(i - 1).filter(|(k, _)| *k == key),
-                next,
-            ) {
-                *wake = (*wake).min(next);
             }
         }
     }

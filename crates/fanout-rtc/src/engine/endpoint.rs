@@ -79,9 +79,8 @@ pub struct Endpoint {
     pub(super) counters: LocalCounters,
     /// The earliest transport-cc feedback due on a publishing connection.
     pub(super) twcc_due: Option<Instant>,
-    /// Subscribing connections with congestion control, and when their timers (estimator, probe,
-    /// pacer) next need a look: the tick skips the others without touching their state.
-    pub(super) congested: Vec<(Key, Instant)>,
+    /// Subscribing connections with congestion control (their estimators have timers).
+    pub(super) congested: Vec<Key>,
     /// Received payloads are copied here once and shared from here (see [`Endpoint::share`]).
     arena: BytesMut,
     retired: RouterStats,
@@ -411,7 +410,7 @@ impl Endpoint {
             Output::BandwidthWanted {
                 subscriber,
                 bitrate_bps,
-            } => self.bandwidth_wanted(now, subscriber, bitrate_bps),
+            } => self.bandwidth_wanted(subscriber, bitrate_bps),
             Output::Event(event) => self.router_event(room, event),
         }
     }

@@ -480,7 +480,7 @@ impl Endpoint {
             self.router_input(room, Input::Command { now, command });
         }
         if congestion_started {
-            self.congested.push((key, now));
+            self.congested.push(key);
         }
         self.drain_conn(now, key);
         if again {
@@ -783,7 +783,7 @@ impl Endpoint {
             retransmission,
             patch,
         } = how;
-        let Some((key, peer)) = self.peers.get_packed_mut(down_track.0) else {
+        let Some((_, peer)) = self.peers.get_packed_mut(down_track.0) else {
             return;
         };
         if peer.participant != subscriber || !peer.conn.is_connected() {
@@ -838,9 +838,7 @@ impl Endpoint {
         }
         if let Some(cc) = sb.congestion.as_mut() {
             if !paced && kind != MediaKind::Audio && !cc.may_send(now, len) {
-                if cc.hold(now, len, down_track, packet, retransmission, patch) {
-                    self.wake_congestion(key, now);
-                }
+                cc.hold(now, len, down_track, packet, retransmission, patch);
                 return;
             }
             header.transport_seq = Some(cc.stamp(now, len));
