@@ -63,19 +63,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn healthy(port: u16) -> bool {
+/// `GET path` on the server's HTTP port: the whole response (status line first), or nothing.
+fn get(port: u16, path: &str) -> String {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
+        return String::new();
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).is_err() {
+        return String::new();
     }
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.1 200")
+    out
+}
+
+fn healthy(port: u16) -> bool {
+    get(port, "/healthz").starts_with("HTTP/1.1 200")
 }
 
 fn start_server(dir: &Path) -> (Server, u16) {
@@ -191,12 +195,7 @@ fn run_load(server: &Server, port: u16, dir: &Path, args: &[&str]) -> Value {
 
 /// The server's `/metrics` text.
 fn metrics(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect for /metrics");
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .expect("request /metrics");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
+    let out = get(port, "/metrics");
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     out
 }
@@ -261,7 +260,7 @@ fn two_publishers_five_subscribers_ten_seconds_without_loss() {
 }
 
 #[test]
-fn with_transport_feedback_the_server_estimates_and_paces_every_subscriber() {
+fn with_transport_feedback_the_server_estimates_and_paces() {
     let dir = std::env::temp_dir().join(format!("fanout-load-twcc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let (server, port) = start_server(&dir);
@@ -309,7 +308,8 @@ fn with_transport_feedback_the_server_estimates_and_paces_every_subscriber() {
         "{received} feedbacks received of {sent}:\n{text}"
     );
     assert_eq!(refused, 0.0, "{text}");
-    // Each of the three connections has an estimate, and its video went through a pacer.
+    // Estimates were given to the allocator (the histogram counts changes, over all three
+    // connections: per-connection figures are not exposed), and video went through a pacer.
     assert!(
         sample(&text, "fanout_subscriber_bandwidth_estimate_bps_count") >= 3.0,
         "{text}"
